@@ -1,0 +1,37 @@
+# patron_group: PGXS build, tests and demo.
+#
+#   make demo          sample library + the seed's scenario on a throwaway server
+#   make test          every test suite on a throwaway server (installs what it needs)
+#   make installcheck  the usual PGXS target against a running server
+
+EXTENSION = patron_group
+MODULE_big = patron_group
+OBJS = src/patron_group.o src/barcode_core.o src/barcode.o src/attach.o \
+       src/accounts.o src/groups.o
+DATA = $(wildcard sql/$(EXTENSION)--*.sql)
+
+REGRESS = setup attach barcode groups clone errors privileges
+REGRESS_OPTS = --inputdir=test --encoding=UTF8
+ISOLATION = move_concurrent
+ISOLATION_OPTS = --inputdir=test --encoding=UTF8
+TAP_TESTS = 1
+PROVE_TESTS = test/t/*.pl
+
+PG_CPPFLAGS = -Wall -Wextra -Wno-unused-parameter
+SHLIB_LINK += $(ICU_LIBS)
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# the C core of the barcode normalizer includes ICU headers only
+override CPPFLAGS += $(ICU_CFLAGS)
+
+EXTRA_CLEAN = results output_iso tmp_check regression.diffs regression.out log
+
+.PHONY: demo test
+demo:
+	@bash scripts/demo.sh
+
+test:
+	@bash scripts/test.sh

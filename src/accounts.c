@@ -1,0 +1,291 @@
+/*
+ * accounts.c
+ *		Triggers that keep patron_group's state in step with the library
+ *		system, whatever SQL changed it:
+ *
+ *		- patrons_trigger, on the attached patron table: one account row per
+ *		  patron, created on insert and removed on delete or truncate;
+ *		- accounts_trigger, on patron_group.accounts: group member and lead
+ *		  counts, removal of an emptied group, and a history row for every
+ *		  membership and lead change, so that a DBA's direct UPDATE is
+ *		  recorded as faithfully as a group operation;
+ *		- history_guard: the history is append-only.
+ *
+ * Lock order.  Everything that changes membership locks account rows first,
+ * in patron_id order, then group rows in group_id order (see groups.c).  The
+ * group updates made here happen while the caller already holds the account
+ * row, and the group operations lock the groups they touch beforehand, so the
+ * updates below never take a lock out of order.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/rel.h"
+
+#include "patron_group.h"
+
+PG_FUNCTION_INFO_V1(pg_patrons_trigger);
+PG_FUNCTION_INFO_V1(pg_accounts_trigger);
+PG_FUNCTION_INFO_V1(pg_history_guard);
+
+/* Prepare a plan once per backend and keep it. */
+static SPIPlanPtr
+kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*slot == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		*slot = plan;
+	}
+	return *slot;
+}
+
+/* Check that a trigger function was called as the trigger it is meant to be. */
+static TriggerData *
+trigger_data(FunctionCallInfo fcinfo, const char *name)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s: not called by trigger manager", name)));
+	return (TriggerData *) fcinfo->context;
+}
+
+/* patrons_trigger: keep one account row per patron of the attached table. */
+Datum
+pg_patrons_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = trigger_data(fcinfo, "patrons_trigger");
+	TriggerEvent ev = td->tg_event;
+	const char *id;
+	OwnerContext oc;
+	char	   *sql = NULL;
+
+	if (!TRIGGER_FIRED_AFTER(ev) || td->tg_trigger->tgnargs != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("patrons_trigger must be an AFTER trigger with the id column as argument"),
+				 errhint("Create it with patron_group.attach_patrons().")));
+	id = quote_identifier(td->tg_trigger->tgargs[0]);
+
+	if (TRIGGER_FIRED_BY_INSERT(ev) && TRIGGER_FIRED_FOR_STATEMENT(ev) && td->tg_newtable)
+		sql = psprintf("INSERT INTO " PG_SCHEMA ".accounts (patron_id) "
+					   "SELECT n.%s FROM patron_group_new n ON CONFLICT DO NOTHING", id);
+	else if (TRIGGER_FIRED_BY_DELETE(ev) && TRIGGER_FIRED_FOR_STATEMENT(ev) && td->tg_oldtable)
+		sql = psprintf("DELETE FROM " PG_SCHEMA ".accounts a USING patron_group_old o "
+					   "WHERE a.patron_id OPERATOR(pg_catalog.=) o.%s", id);
+	else if (TRIGGER_FIRED_BY_TRUNCATE(ev))
+		sql = "DELETE FROM " PG_SCHEMA ".accounts";
+	else if (TRIGGER_FIRED_BY_UPDATE(ev) && TRIGGER_FIRED_FOR_ROW(ev))
+	{
+		TupleDesc	desc = td->tg_relation->rd_att;
+		int			attnum = SPI_fnumber(desc, td->tg_trigger->tgargs[0]);
+
+		/* a patron's id changed (rare): the account follows it */
+		sql = psprintf("UPDATE " PG_SCHEMA ".accounts SET patron_id = %s "
+					   "WHERE patron_id OPERATOR(pg_catalog.=) %s",
+					   SPI_getvalue(td->tg_newtuple, desc, attnum),
+					   SPI_getvalue(td->tg_trigtuple, desc, attnum));
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("patrons_trigger fired for an unexpected event"),
+				 errhint("Create it with patron_group.attach_patrons().")));
+
+	SPI_connect();
+	SPI_register_trigger_data(td);
+	become_extension_owner(&oc);
+	if (SPI_execute(sql, false, 0) < 0)
+		elog(ERROR, "could not update patron_group.accounts");
+	restore_user(&oc);
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
+
+static SPIPlanPtr group_adjust_plan;
+static SPIPlanPtr group_drop_plan;
+static SPIPlanPtr history_plan;
+
+/* Add to a group's member and lead counts; remove the group once empty. */
+static void
+adjust_group(int64 group_id, int members, int leads)
+{
+	Oid			types[3] = {INT8OID, INT4OID, INT4OID};
+	Datum		values[3] = {Int64GetDatum(group_id), Int32GetDatum(members), Int32GetDatum(leads)};
+	bool		isnull;
+	int32		remaining;
+
+	kept_plan(&group_adjust_plan,
+			  "UPDATE " PG_SCHEMA ".groups SET member_count = member_count OPERATOR(pg_catalog.+) $2, "
+			  "lead_count = lead_count OPERATOR(pg_catalog.+) $3 "
+			  "WHERE group_id OPERATOR(pg_catalog.=) $1 RETURNING member_count",
+			  3, types);
+	if (SPI_execute_plan(group_adjust_plan, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING ||
+		SPI_processed != 1)
+		elog(ERROR, "group " INT64_FORMAT " vanished", group_id);
+	remaining = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (remaining == 0)
+	{
+		kept_plan(&group_drop_plan,
+				  "DELETE FROM " PG_SCHEMA ".groups WHERE group_id OPERATOR(pg_catalog.=) $1",
+				  1, types);
+		if (SPI_execute_plan(group_drop_plan, values, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not remove empty group " INT64_FORMAT, group_id);
+	}
+}
+
+/* Append one history row. */
+static void
+record_history(const char *action, int64 patron, bool from_null, int64 from,
+			   bool to_null, int64 to)
+{
+	Oid			types[7] = {NAMEOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, TEXTOID};
+	Datum		values[7];
+	char		nulls[7] = "       ";
+	const char *app_user = history_app_user();
+	const char *reason = history_context_reason();
+
+	values[0] = DirectFunctionCall1(namein,
+									CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false)));
+	if (app_user)
+		values[1] = CStringGetTextDatum(app_user);
+	else
+		nulls[1] = 'n';
+	values[2] = CStringGetTextDatum(action);
+	values[3] = Int64GetDatum(patron);
+	values[4] = Int64GetDatum(from);
+	if (from_null)
+		nulls[4] = 'n';
+	values[5] = Int64GetDatum(to);
+	if (to_null)
+		nulls[5] = 'n';
+	if (reason)
+		values[6] = CStringGetTextDatum(reason);
+	else
+		nulls[6] = 'n';
+
+	kept_plan(&history_plan,
+			  "INSERT INTO " PG_SCHEMA ".history (db_role, app_user, action, patron_id, "
+			  "from_group, to_group, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+			  7, types);
+	if (SPI_execute_plan(history_plan, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record history");
+}
+
+/* Column value of an accounts row (patron_id, group_id, is_lead by number). */
+static Datum
+account_col(TriggerData *td, HeapTuple tuple, int attnum, bool *isnull)
+{
+	return heap_getattr(tuple, attnum, td->tg_relation->rd_att, isnull);
+}
+
+#define ACC_PATRON	1
+#define ACC_GROUP	2
+#define ACC_LEAD	3
+
+/* accounts_trigger: group counts and history for every account change. */
+Datum
+pg_accounts_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = trigger_data(fcinfo, "accounts_trigger");
+	TriggerEvent ev = td->tg_event;
+	HeapTuple	oldtup = NULL;
+	HeapTuple	newtup = NULL;
+	bool		old_null = true,
+				new_null = true,
+				isnull;
+	int64		old_group = 0,
+				new_group = 0,
+				patron;
+	bool		old_lead = false,
+				new_lead = false;
+	const char *action;
+
+	if (!TRIGGER_FIRED_AFTER(ev) || !TRIGGER_FIRED_FOR_ROW(ev))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("accounts_trigger must be an AFTER ROW trigger")));
+
+	if (TRIGGER_FIRED_BY_INSERT(ev))
+		newtup = td->tg_trigtuple;
+	else if (TRIGGER_FIRED_BY_DELETE(ev))
+		oldtup = td->tg_trigtuple;
+	else
+	{
+		oldtup = td->tg_trigtuple;
+		newtup = td->tg_newtuple;
+	}
+	if (oldtup)
+	{
+		Datum		g = account_col(td, oldtup, ACC_GROUP, &old_null);
+
+		old_group = old_null ? 0 : DatumGetInt64(g);
+		old_lead = DatumGetBool(account_col(td, oldtup, ACC_LEAD, &isnull));
+	}
+	if (newtup)
+	{
+		Datum		g = account_col(td, newtup, ACC_GROUP, &new_null);
+
+		new_group = new_null ? 0 : DatumGetInt64(g);
+		new_lead = DatumGetBool(account_col(td, newtup, ACC_LEAD, &isnull));
+	}
+	patron = DatumGetInt64(account_col(td, newtup ? newtup : oldtup, ACC_PATRON, &isnull));
+
+	/* the common case: an ungrouped patron appears or disappears */
+	if (old_null && new_null)
+		return PointerGetDatum(NULL);
+
+	SPI_connect();
+	if (old_null != new_null || old_group != new_group)
+	{
+		/* membership changed; adjust both groups, lower id first */
+		if (!old_null && (new_null || old_group < new_group))
+		{
+			adjust_group(old_group, -1, old_lead ? -1 : 0);
+			if (!new_null)
+				adjust_group(new_group, 1, new_lead ? 1 : 0);
+		}
+		else
+		{
+			adjust_group(new_group, 1, new_lead ? 1 : 0);
+			if (!old_null)
+				adjust_group(old_group, -1, old_lead ? -1 : 0);
+		}
+
+		action = history_context_action();
+		if (action == NULL)
+			action = newtup == NULL ? "delete" : old_null ? "join" : new_null ? "leave" : "move";
+		record_history(action, patron, old_null, old_group, new_null, new_group);
+		if (new_lead)
+			record_history("lead_on", patron, new_null, new_group, new_null, new_group);
+	}
+	else if (old_lead != new_lead)
+	{
+		adjust_group(new_group, 0, new_lead ? 1 : -1);
+		record_history(new_lead ? "lead_on" : "lead_off", patron,
+					   false, old_group, false, new_group);
+	}
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
+
+/* history_guard: refuse to change or remove history rows. */
+Datum
+pg_history_guard(PG_FUNCTION_ARGS)
+{
+	(void) trigger_data(fcinfo, "history_guard");
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("patron_group.history is append-only"),
+			 errdetail("Membership history cannot be changed or removed.")));
+	PG_RETURN_NULL();
+}

@@ -1,0 +1,602 @@
+/*
+ * attach.c
+ *		Attaching the library system's own tables: validate the mapping,
+ *		create the triggers and indexes it needs, record it, and undo it all
+ *		with detach().  Every check runs before anything is changed, so a
+ *		failed attach leaves nothing behind.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_attribute.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "commands/defrem.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
+#include "parser/parse_type.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/plancache.h"
+#include "utils/ruleutils.h"
+#include "utils/syscache.h"
+
+#include "patron_group.h"
+
+PG_FUNCTION_INFO_V1(pg_attach_patrons);
+PG_FUNCTION_INFO_V1(pg_attach_cards);
+PG_FUNCTION_INFO_V1(pg_detach);
+
+/* Schema-qualified, quoted name of a relation. */
+char *
+qualified_relname(Oid relid)
+{
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  get_rel_name(relid));
+}
+
+/* Text of column 'col' of the current SPI row, or NULL. */
+static char *
+spi_text(int col)
+{
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col);
+}
+
+/* A name[] column of the current SPI row as a List of char *. */
+static List *
+spi_name_list(int col, bool quote)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
+	Datum	   *elems;
+	int			n;
+	List	   *result = NIL;
+
+	if (isnull)
+		return NIL;
+	deconstruct_array(DatumGetArrayTypeP(d), NAMEOID, NAMEDATALEN, false,
+					  TYPALIGN_CHAR, &elems, NULL, &n);
+	for (int i = 0; i < n; i++)
+	{
+		char	   *s = pstrdup(NameStr(*DatumGetName(elems[i])));
+
+		result = lappend(result, quote ? (char *) quote_identifier(s) : s);
+	}
+	return result;
+}
+
+/*
+ * Read the patron (and card) mapping from patron_group.attachments.  The
+ * caller has connected to SPI.  Returns NULL when no patron table is attached
+ * and missing_ok; otherwise that is an error.
+ */
+PatronMap *
+load_patron_map(bool missing_ok)
+{
+	PatronMap  *map;
+	char	   *s;
+
+	if (SPI_execute("SELECT relid::pg_catalog.oid, id_column, barcode_column, "
+					"name_columns, clone_columns FROM " PG_SCHEMA ".attachments "
+					"WHERE kind OPERATOR(pg_catalog.=) 'patrons'", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read patron_group.attachments");
+	if (SPI_processed == 0)
+	{
+		if (missing_ok)
+			return NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no patron table is attached"),
+				 errhint("Attach the library system's patron table with patron_group.attach_patrons().")));
+	}
+	map = palloc0(sizeof(PatronMap));
+	map->relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 1, &(bool) {false}));
+	map->relname = qualified_relname(map->relid);
+	map->id_column = (char *) quote_identifier(spi_text(2));
+	s = spi_text(3);
+	map->barcode_column = s ? (char *) quote_identifier(s) : NULL;
+	map->name_columns = spi_name_list(4, true);
+	map->clone_columns = spi_name_list(5, false);
+
+	if (SPI_execute("SELECT relid::pg_catalog.oid, patron_column, barcode_column, condition "
+					"FROM " PG_SCHEMA ".attachments "
+					"WHERE kind OPERATOR(pg_catalog.=) 'cards'", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read patron_group.attachments");
+	if (SPI_processed == 1)
+	{
+		map->card_relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+														 SPI_tuptable->tupdesc, 1, &(bool) {false}));
+		map->card_relname = qualified_relname(map->card_relid);
+		map->card_patron_column = (char *) quote_identifier(spi_text(2));
+		map->card_barcode_column = (char *) quote_identifier(spi_text(3));
+		map->card_condition = spi_text(4);
+	}
+	return map;
+}
+
+/* SQL for a patron's display name, "Family, Given Middle", over alias. */
+char *
+display_name_sql(PatronMap *map, const char *alias)
+{
+	StringInfoData sql;
+	ListCell   *lc;
+
+	initStringInfo(&sql);
+	if (map->name_columns == NIL)
+		appendStringInfo(&sql, "%s.%s::pg_catalog.text", alias, map->id_column);
+	else if (list_length(map->name_columns) == 1)
+		appendStringInfo(&sql, "%s.%s::pg_catalog.text", alias,
+						 (char *) linitial(map->name_columns));
+	else
+	{
+		appendStringInfo(&sql, "pg_catalog.concat_ws(', ', %s.%s, NULLIF(pg_catalog.concat_ws(' '",
+						 alias, (char *) linitial(map->name_columns));
+		for_each_from(lc, map->name_columns, 1)
+			appendStringInfo(&sql, ", %s.%s", alias, (char *) lfirst(lc));
+		appendStringInfoString(&sql, "), ''))");
+	}
+	return sql.data;
+}
+
+/* SQL for a patron's barcode over alias: the patron's own, or an active card's. */
+char *
+barcode_sql(PatronMap *map, const char *alias)
+{
+	if (map->barcode_column)
+		return psprintf("%s.%s::pg_catalog.text", alias, map->barcode_column);
+	if (map->card_relname)
+		return psprintf("(SELECT pg_catalog.max(%s.%s::pg_catalog.text) FROM %s "
+						"WHERE %s.%s OPERATOR(pg_catalog.=) %s.%s AND (%s))",
+						map->card_relname, map->card_barcode_column, map->card_relname,
+						map->card_relname, map->card_patron_column, alias, map->id_column,
+						map->card_condition ? map->card_condition : "true");
+	return "NULL::pg_catalog.text";
+}
+
+/* Refuse a NULL argument with a clear message. */
+static void
+require_arg(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", what)));
+}
+
+/* The table to attach: a plain or partitioned table. */
+static Oid
+check_table(Oid relid)
+{
+	char		kind = get_rel_relkind(relid);
+
+	if (kind != RELKIND_RELATION && kind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a table", get_rel_name(relid)),
+				 errdetail("Only tables and partitioned tables can be attached.")));
+	return relid;
+}
+
+/* The attribute number of a column, or an error naming it. */
+static AttrNumber
+check_column(Oid relid, const char *column, const char *role)
+{
+	AttrNumber	attnum = get_attnum(relid, column);
+
+	if (attnum == InvalidAttrNumber || attnum < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of relation \"%s\" does not exist",
+						column, get_rel_name(relid)),
+				 errdetail("It was given as the %s.", role)));
+	return attnum;
+}
+
+/* A column holding patron ids: smallint, integer or bigint. */
+static void
+check_id_column(Oid relid, const char *column, const char *role)
+{
+	Oid			type = get_atttype(relid, check_column(relid, column, role));
+
+	if (type != INT2OID && type != INT4OID && type != INT8OID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("column \"%s\" of relation \"%s\" has type %s, but patron ids must be smallint, integer or bigint",
+						column, get_rel_name(relid), format_type_be(type)),
+				 errdetail("It was given as the %s.", role)));
+}
+
+/* A column holding barcodes: any string type. */
+static void
+check_barcode_column(Oid relid, const char *column)
+{
+	Oid			type = get_atttype(relid, check_column(relid, column, "barcode column"));
+	char		category;
+	bool		preferred;
+
+	get_type_category_preferred(getBaseType(type), &category, &preferred);
+	if (category != TYPCATEGORY_STRING)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("barcode column \"%s\" of relation \"%s\" has type %s, but must be a string type",
+						column, get_rel_name(relid), format_type_be(type))));
+}
+
+/* The current attachment kind of a table, or NULL. */
+static char *
+attached_kind(Oid relid)
+{
+	Oid			argtypes[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+
+	if (SPI_execute_with_args("SELECT kind FROM " PG_SCHEMA ".attachments "
+							  "WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
+							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read patron_group.attachments");
+	return SPI_processed ? spi_text(1) : NULL;
+}
+
+/* The table attached as 'kind' (patrons or cards), or InvalidOid. */
+static Oid
+attached_table(const char *kind)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(kind)};
+	bool		isnull;
+
+	if (SPI_execute_with_args("SELECT relid::pg_catalog.oid FROM " PG_SCHEMA ".attachments "
+							  "WHERE kind OPERATOR(pg_catalog.=) $1",
+							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read patron_group.attachments");
+	if (SPI_processed == 0)
+		return InvalidOid;
+	return DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* Refuse to attach a table twice, or a second table of a kind that allows one. */
+static void
+check_not_attached(Oid relid, const char *kind)
+{
+	char	   *current = attached_kind(relid);
+	Oid			other;
+
+	if (current)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("table \"%s\" is already attached as %s", get_rel_name(relid), current),
+				 errhint("Detach it first with patron_group.detach('%s').", qualified_relname(relid))));
+	other = attached_table(kind);
+	if (OidIsValid(other))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("a %s table is already attached: \"%s\"", kind, get_rel_name(other)),
+				 errhint("Detach it first with patron_group.detach('%s').", qualified_relname(other))));
+}
+
+/* Run a utility statement through SPI. */
+static void
+spi_exec(const char *sql)
+{
+	int			rc = SPI_execute(sql, false, 0);
+
+	if (rc < 0)
+		elog(ERROR, "SPI_execute failed (%d): %s", rc, sql);
+}
+
+/*
+ * Validate a boolean condition over a row of relid and return it in
+ * canonical (deparsed) form.  It must parse as one expression over that
+ * table alone, be boolean, and use no subqueries, aggregates, set-returning
+ * or volatile functions.
+ */
+static char *
+validate_condition(Oid relid, const char *condition, const char *what)
+{
+	char	   *sql = psprintf("SELECT (%s) FROM %s", condition, qualified_relname(relid));
+	SPIPlanPtr	plan;
+	List	   *sources;
+	CachedPlanSource *src;
+	Query	   *q;
+	TargetEntry *te;
+	Node	   *expr;
+
+	plan = SPI_prepare(sql, 0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for %s", what);
+	sources = SPI_plan_get_plan_sources(plan);
+	src = linitial(sources);
+	q = list_length(sources) == 1 && list_length(src->query_list) == 1 ?
+		linitial_node(Query, src->query_list) : NULL;
+	if (q == NULL || q->commandType != CMD_SELECT || q->utilityStmt ||
+		list_length(q->rtable) != 1 || list_length(q->targetList) != 1 ||
+		q->jointree->quals || q->cteList || q->setOperations || q->sortClause ||
+		q->groupClause || q->havingQual || q->distinctClause || q->limitCount ||
+		q->limitOffset || q->rowMarks ||
+		linitial_node(RangeTblEntry, q->rtable)->relid != relid)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a single expression over a row of \"%s\"",
+						what, get_rel_name(relid)),
+				 errdetail("Given: %s", condition)));
+	if (q->hasSubLinks || q->hasAggs || q->hasWindowFuncs || q->hasTargetSRFs)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s must not use subqueries, aggregates, window or set-returning functions", what),
+				 errdetail("Given: %s", condition)));
+	te = linitial_node(TargetEntry, q->targetList);
+	expr = (Node *) te->expr;
+	if (exprType(expr) != BOOLOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("%s must be a boolean expression, not type %s",
+						what, format_type_be(exprType(expr))),
+				 errdetail("Given: %s", condition)));
+	if (contain_volatile_functions(expr))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not call volatile functions", what),
+				 errdetail("Given: %s", condition)));
+	return deparse_expression(expr,
+							  deparse_context_for(get_rel_name(relid), relid),
+							  false, false);
+}
+
+/* CREATE INDEX on the normalized barcode; returns the index's oid. */
+static Oid
+create_barcode_index(Oid relid, const char *column)
+{
+	Oid			nsp = get_rel_namespace(relid);
+	char	   *name = ChooseRelationName(get_rel_name(relid), column, "pgbarcode",
+										  nsp, false);
+
+	spi_exec(psprintf("CREATE INDEX %s ON %s (" PG_SCHEMA ".normalize_barcode(%s))",
+					  quote_identifier(name), qualified_relname(relid),
+					  quote_identifier(column)));
+	CommandCounterIncrement();
+	return get_relname_relid(name, nsp);
+}
+
+/* Record an attachment row (as the extension owner). */
+static void
+record_attachment(Oid relid, const char *kind, const char *id_column,
+				  const char *patron_column, const char *barcode_column,
+				  Datum name_columns, bool name_null, Datum clone_columns,
+				  const char *condition, Oid index)
+{
+	Oid			argtypes[9] = {OIDOID, TEXTOID, NAMEOID, NAMEOID, NAMEOID,
+	NAMEARRAYOID, NAMEARRAYOID, TEXTOID, OIDOID};
+	Datum		values[9];
+	char		nulls[9] = "         ";
+	OwnerContext oc;
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = CStringGetTextDatum(kind);
+#define NAME_OR_NULL(i, s) \
+	do { if (s) values[i] = DirectFunctionCall1(namein, CStringGetDatum(s)); \
+		 else nulls[i] = 'n'; } while (0)
+	NAME_OR_NULL(2, id_column);
+	NAME_OR_NULL(3, patron_column);
+	NAME_OR_NULL(4, barcode_column);
+	values[5] = name_columns;
+	if (name_null)
+		nulls[5] = 'n';
+	values[6] = clone_columns;
+	if (clone_columns == (Datum) 0)
+		nulls[6] = 'n';
+	if (condition)
+		values[7] = CStringGetTextDatum(condition);
+	else
+		nulls[7] = 'n';
+	values[8] = ObjectIdGetDatum(index);
+	if (!OidIsValid(index))
+		nulls[8] = 'n';
+
+	become_extension_owner(&oc);
+	if (SPI_execute_with_args("INSERT INTO " PG_SCHEMA ".attachments (relid, kind, id_column, "
+							  "patron_column, barcode_column, name_columns, clone_columns, "
+							  "condition, barcode_index) VALUES ($1::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, $8, "
+							  "$9::pg_catalog.regclass)",
+							  9, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record the attachment");
+	restore_user(&oc);
+}
+
+/* attach_patrons(): attach the library system's patron table. */
+Datum
+pg_attach_patrons(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	char	   *id_column;
+	char	   *barcode_column = NULL;
+	char	   *relname;
+	Datum		name_columns = (Datum) 0;
+	Datum		clone_columns;
+	Oid			index = InvalidOid;
+	OwnerContext oc;
+	Datum	   *elems;
+	int			n;
+	const char *qid;
+
+	require_arg(fcinfo, 0, "patron_table");
+	require_arg(fcinfo, 1, "id_column");
+	relid = check_table(PG_GETARG_OID(0));
+	id_column = NameStr(*PG_GETARG_NAME(1));
+	if (!PG_ARGISNULL(2))
+		barcode_column = NameStr(*PG_GETARG_NAME(2));
+	clone_columns = PG_ARGISNULL(4) ?
+		PointerGetDatum(construct_empty_array(NAMEOID)) : PG_GETARG_DATUM(4);
+
+	SPI_connect();
+	check_not_attached(relid, "patrons");
+	check_id_column(relid, id_column, "id column");
+	if (barcode_column)
+		check_barcode_column(relid, barcode_column);
+	if (!PG_ARGISNULL(3))
+	{
+		name_columns = PG_GETARG_DATUM(3);
+		deconstruct_array(DatumGetArrayTypeP(name_columns), NAMEOID, NAMEDATALEN,
+						  false, TYPALIGN_CHAR, &elems, NULL, &n);
+		for (int i = 0; i < n; i++)
+			check_column(relid, NameStr(*DatumGetName(elems[i])), "name column");
+	}
+	deconstruct_array(DatumGetArrayTypeP(clone_columns), NAMEOID, NAMEDATALEN,
+					  false, TYPALIGN_CHAR, &elems, NULL, &n);
+	for (int i = 0; i < n; i++)
+	{
+		const char *col = NameStr(*DatumGetName(elems[i]));
+		AttrNumber	attnum = check_column(relid, col, "clone column");
+		HeapTuple	tup = SearchSysCache2(ATTNUM, ObjectIdGetDatum(relid), Int16GetDatum(attnum));
+		Form_pg_attribute att = (Form_pg_attribute) GETSTRUCT(tup);
+		bool		bad = att->attgenerated || att->attidentity == ATTRIBUTE_IDENTITY_ALWAYS;
+
+		ReleaseSysCache(tup);
+		if (bad || strcmp(col, id_column) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("column \"%s\" of relation \"%s\" cannot be cloned",
+							col, get_rel_name(relid)),
+					 errdetail("The patron id and generated columns are never copied.")));
+	}
+
+	/* everything checked: now change things, keeping writers out meanwhile */
+	relname = qualified_relname(relid);
+	qid = quote_identifier(id_column);
+	spi_exec(psprintf("LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE", relname));
+	if (barcode_column)
+		index = create_barcode_index(relid, barcode_column);
+	spi_exec(psprintf("CREATE TRIGGER patron_group_insert AFTER INSERT ON %s "
+					  "REFERENCING NEW TABLE AS patron_group_new FOR EACH STATEMENT "
+					  "EXECUTE FUNCTION " PG_SCHEMA ".patrons_trigger(%s)",
+					  relname, quote_literal_cstr(id_column)));
+	spi_exec(psprintf("CREATE TRIGGER patron_group_delete AFTER DELETE ON %s "
+					  "REFERENCING OLD TABLE AS patron_group_old FOR EACH STATEMENT "
+					  "EXECUTE FUNCTION " PG_SCHEMA ".patrons_trigger(%s)",
+					  relname, quote_literal_cstr(id_column)));
+	spi_exec(psprintf("CREATE TRIGGER patron_group_update AFTER UPDATE OF %s ON %s "
+					  "FOR EACH ROW WHEN (OLD.%s IS DISTINCT FROM NEW.%s) "
+					  "EXECUTE FUNCTION " PG_SCHEMA ".patrons_trigger(%s)",
+					  qid, relname, qid, qid, quote_literal_cstr(id_column)));
+	spi_exec(psprintf("CREATE TRIGGER patron_group_truncate AFTER TRUNCATE ON %s "
+					  "FOR EACH STATEMENT EXECUTE FUNCTION " PG_SCHEMA ".patrons_trigger(%s)",
+					  relname, quote_literal_cstr(id_column)));
+
+	record_attachment(relid, "patrons", id_column, NULL, barcode_column,
+					  name_columns, name_columns == (Datum) 0, clone_columns,
+					  NULL, index);
+
+	become_extension_owner(&oc);
+	spi_exec(psprintf("INSERT INTO " PG_SCHEMA ".accounts (patron_id) "
+					  "SELECT %s FROM %s ON CONFLICT DO NOTHING", qid, relname));
+	restore_user(&oc);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* attach_cards(): attach the table that holds patrons' card barcodes. */
+Datum
+pg_attach_cards(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	char	   *patron_column;
+	char	   *barcode_column;
+	char	   *condition = NULL;
+	Oid			index;
+
+	require_arg(fcinfo, 0, "card_table");
+	require_arg(fcinfo, 1, "patron_column");
+	require_arg(fcinfo, 2, "barcode_column");
+	relid = check_table(PG_GETARG_OID(0));
+	patron_column = NameStr(*PG_GETARG_NAME(1));
+	barcode_column = NameStr(*PG_GETARG_NAME(2));
+
+	SPI_connect();
+	if (!OidIsValid(attached_table("patrons")))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no patron table is attached"),
+				 errhint("Attach the patron table with patron_group.attach_patrons() before its cards.")));
+	check_not_attached(relid, "cards");
+	check_id_column(relid, patron_column, "patron column");
+	check_barcode_column(relid, barcode_column);
+	if (!PG_ARGISNULL(3))
+		condition = validate_condition(relid, text_to_cstring(PG_GETARG_TEXT_PP(3)),
+									   "active_when");
+
+	index = create_barcode_index(relid, barcode_column);
+	record_attachment(relid, "cards", NULL, patron_column, barcode_column,
+					  (Datum) 0, true, (Datum) 0, condition, index);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* detach(): undo an attach. */
+Datum
+pg_detach(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Oid			argtypes[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	char	   *kind;
+	char	   *relname;
+	bool		isnull;
+	Datum		index;
+	OwnerContext oc;
+
+	SPI_connect();
+	kind = attached_kind(relid);
+	if (kind == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("table \"%s\" is not attached", get_rel_name(relid))));
+	if (strcmp(kind, "patrons") == 0)
+	{
+		if (SPI_execute("SELECT relid FROM " PG_SCHEMA ".attachments "
+						"WHERE kind OPERATOR(pg_catalog.<>) 'patrons'", true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read patron_group.attachments");
+		if (SPI_processed > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("cannot detach the patron table while other tables are attached"),
+					 errdetail("Table \"%s\" is still attached.", spi_text(1)),
+					 errhint("Detach the other tables first.")));
+	}
+
+	if (SPI_execute_with_args("SELECT barcode_index::pg_catalog.oid FROM " PG_SCHEMA ".attachments "
+							  "WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
+							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read patron_group.attachments");
+	index = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull && get_rel_name(DatumGetObjectId(index)) != NULL)
+		spi_exec(psprintf("DROP INDEX %s", qualified_relname(DatumGetObjectId(index))));
+
+	relname = qualified_relname(relid);
+	if (strcmp(kind, "patrons") == 0)
+	{
+		static const char *const triggers[] = {"patron_group_insert", "patron_group_delete",
+		"patron_group_update", "patron_group_truncate"};
+
+		for (size_t i = 0; i < lengthof(triggers); i++)
+			spi_exec(psprintf("DROP TRIGGER IF EXISTS %s ON %s", triggers[i], relname));
+	}
+
+	become_extension_owner(&oc);
+	history_context_set(NULL, "patron table detached");
+	if (SPI_execute_with_args("DELETE FROM " PG_SCHEMA ".attachments "
+							  "WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
+							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete the attachment");
+	if (strcmp(kind, "patrons") == 0)
+	{
+		spi_exec("DELETE FROM " PG_SCHEMA ".accounts");
+		spi_exec("DELETE FROM " PG_SCHEMA ".groups");
+	}
+	history_context_clear();
+	restore_user(&oc);
+	SPI_finish();
+	PG_RETURN_VOID();
+}

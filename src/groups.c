@@ -1,0 +1,587 @@
+/*
+ * groups.c
+ *		The group operations of the seed: move patrons into another patron's
+ *		group, remove, register a new member by cloning, mark leads, name a
+ *		group, and the Group Member Details list.
+ *
+ * Every operation takes its locks in one order: the account rows involved,
+ * in patron_id order (one SELECT ... ORDER BY patron_id FOR UPDATE), then the
+ * group rows involved, in group_id order.  Two operations on overlapping
+ * patrons therefore queue behind each other instead of deadlocking, and the
+ * second one re-reads (READ COMMITTED) what the first one left.  The actual
+ * change is a plain UPDATE of patron_group.accounts: its trigger
+ * (accounts.c) keeps the group counts and writes the history, so an
+ * operation never does that bookkeeping twice.
+ *
+ * The operations write patron_group's tables as the extension owner; the
+ * INSERTs a clone makes into the library system's tables run as the caller,
+ * so the library system's own privileges still apply to them.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+
+#include "patron_group.h"
+
+PG_FUNCTION_INFO_V1(pg_move_to_group);
+PG_FUNCTION_INFO_V1(pg_move_patron_to_group);
+PG_FUNCTION_INFO_V1(pg_remove_from_group);
+PG_FUNCTION_INFO_V1(pg_clone_patron);
+PG_FUNCTION_INFO_V1(pg_set_lead);
+PG_FUNCTION_INFO_V1(pg_set_group_label);
+PG_FUNCTION_INFO_V1(pg_group_members);
+
+/* Refuse a NULL argument with a clear message. */
+static void
+require_arg(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", what)));
+}
+
+/* The optional reason argument as a C string, or NULL. */
+static char *
+reason_arg(FunctionCallInfo fcinfo, int argno)
+{
+	return PG_ARGISNULL(argno) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/* An int8[] Datum from C values. */
+static Datum
+int8_array(int64 *ids, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Int64GetDatum(ids[i]);
+	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/* Run a statement with int8 and text parameters; check the result code. */
+static void
+spi_run(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
+		int expect)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+
+	if (rc != expect)
+		elog(ERROR, "unexpected SPI result %d for: %s", rc, sql);
+}
+
+/*
+ * Lock the account rows of the given patrons in patron_id order and return
+ * their group ids (0 for none) in groups[], matched to ids[] by position.
+ * An unknown patron is an error.
+ */
+static void
+lock_accounts(int64 *ids, int n, int64 *groups)
+{
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum		values[1] = {int8_array(ids, n)};
+
+	spi_run("SELECT patron_id, group_id FROM " PG_SCHEMA ".accounts "
+			"WHERE patron_id OPERATOR(pg_catalog.=) ANY ($1) "
+			"ORDER BY patron_id FOR UPDATE",
+			1, types, values, NULL, SPI_OK_SELECT);
+	for (int i = 0; i < n; i++)
+	{
+		bool		found = false;
+
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			bool		isnull;
+			HeapTuple	t = SPI_tuptable->vals[r];
+
+			if (DatumGetInt64(SPI_getbinval(t, SPI_tuptable->tupdesc, 1, &isnull)) == ids[i])
+			{
+				Datum		g = SPI_getbinval(t, SPI_tuptable->tupdesc, 2, &isnull);
+
+				groups[i] = isnull ? 0 : DatumGetInt64(g);
+				found = true;
+				break;
+			}
+		}
+		if (!found)
+			ereport(ERROR,
+					(errcode(ERRCODE_NO_DATA_FOUND),
+					 errmsg("patron " INT64_FORMAT " does not exist", ids[i]),
+					 errhint("Patron ids are those of the attached patron table.")));
+	}
+}
+
+/* Lock group rows in group_id order (zeros are skipped). */
+static void
+lock_groups(int64 *groups, int n)
+{
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum		values[1] = {int8_array(groups, n)};
+
+	spi_run("SELECT group_id FROM " PG_SCHEMA ".groups "
+			"WHERE group_id OPERATOR(pg_catalog.=) ANY ($1) "
+			"ORDER BY group_id FOR UPDATE",
+			1, types, values, NULL, SPI_OK_SELECT);
+}
+
+/* Create a group and put the patron (whose account is locked) in it. */
+static int64
+new_group_for(int64 patron, const char *reason)
+{
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2];
+	bool		isnull;
+	int64		group_id;
+
+	spi_run("INSERT INTO " PG_SCHEMA ".groups DEFAULT VALUES RETURNING group_id",
+			0, NULL, NULL, NULL, SPI_OK_INSERT_RETURNING);
+	group_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	values[0] = Int64GetDatum(patron);
+	values[1] = Int64GetDatum(group_id);
+	history_context_set(NULL, reason);
+	spi_run("UPDATE " PG_SCHEMA ".accounts SET group_id = $2 "
+			"WHERE patron_id OPERATOR(pg_catalog.=) $1",
+			2, types, values, NULL, SPI_OK_UPDATE);
+	return group_id;
+}
+
+/*
+ * Put patrons into the group of another patron.  Leaving their old group
+ * clears their lead flag and consent, as remove_from_group() does.
+ */
+static int64
+move_patrons(int64 *movers, int n, int64 target, const char *reason)
+{
+	int64	   *ids = palloc(sizeof(int64) * (n + 1));
+	int64	   *groups = palloc(sizeof(int64) * (n + 1));
+	int64		target_group;
+	int			m = 0;
+	OwnerContext oc;
+	Oid			types[2] = {INT8ARRAYOID, INT8OID};
+	Datum		values[2];
+
+	/* distinct movers, then the target last */
+	for (int i = 0; i < n; i++)
+	{
+		bool		dup = false;
+
+		if (movers[i] == target)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("patron " INT64_FORMAT " cannot be moved into their own group", target),
+					 errdetail("The patron to move and the patron whose group to join are the same.")));
+		for (int j = 0; j < m; j++)
+			dup |= ids[j] == movers[i];
+		if (!dup)
+			ids[m++] = movers[i];
+	}
+	if (m == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("no patrons to move")));
+	ids[m] = target;
+
+	become_extension_owner(&oc);
+	SPI_connect();
+	(void) load_patron_map(false);
+	lock_accounts(ids, m + 1, groups);
+	target_group = groups[m];
+	for (int i = 0; i < m; i++)
+		if (target_group != 0 && groups[i] == target_group)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("patron " INT64_FORMAT " is already in the group of patron " INT64_FORMAT,
+							ids[i], target),
+					 errdetail("Group " INT64_FORMAT ".", target_group)));
+	lock_groups(groups, m + 1);
+	if (target_group == 0)
+		target_group = new_group_for(target, reason);
+
+	history_context_set(NULL, reason);
+	values[0] = int8_array(ids, m);
+	values[1] = Int64GetDatum(target_group);
+	spi_run("UPDATE " PG_SCHEMA ".accounts SET group_id = $2, is_lead = false, "
+			"share_circulations = false, share_bills = false "
+			"WHERE patron_id OPERATOR(pg_catalog.=) ANY ($1)",
+			2, types, values, NULL, SPI_OK_UPDATE);
+	history_context_clear();
+	SPI_finish();
+	restore_user(&oc);
+	return target_group;
+}
+
+/* move_to_group(bigint[], bigint, text): move several patrons at once. */
+Datum
+pg_move_to_group(PG_FUNCTION_ARGS)
+{
+	ArrayType  *arr;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int64	   *ids;
+
+	require_arg(fcinfo, 0, "patron_ids");
+	require_arg(fcinfo, 1, "into_group_of");
+	arr = PG_GETARG_ARRAYTYPE_P(0);
+	deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, &n);
+	ids = palloc(sizeof(int64) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("patron_ids must not contain nulls")));
+		ids[i] = DatumGetInt64(elems[i]);
+	}
+	PG_RETURN_INT64(move_patrons(ids, n, PG_GETARG_INT64(1), reason_arg(fcinfo, 2)));
+}
+
+/* move_to_group(bigint, bigint, text): move one patron. */
+Datum
+pg_move_patron_to_group(PG_FUNCTION_ARGS)
+{
+	int64		id;
+
+	require_arg(fcinfo, 0, "patron_id");
+	require_arg(fcinfo, 1, "into_group_of");
+	id = PG_GETARG_INT64(0);
+	PG_RETURN_INT64(move_patrons(&id, 1, PG_GETARG_INT64(1), reason_arg(fcinfo, 2)));
+}
+
+/* Lock one patron's account and group; the patron must be in a group. */
+static int64
+lock_member(int64 patron)
+{
+	int64		group_id;
+
+	lock_accounts(&patron, 1, &group_id);
+	if (group_id == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("patron " INT64_FORMAT " is not in a group", patron)));
+	lock_groups(&group_id, 1);
+	return group_id;
+}
+
+/* remove_from_group(bigint, text): take a patron out of their group. */
+Datum
+pg_remove_from_group(PG_FUNCTION_ARGS)
+{
+	int64		patron;
+	OwnerContext oc;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+
+	require_arg(fcinfo, 0, "patron_id");
+	patron = PG_GETARG_INT64(0);
+	values[0] = Int64GetDatum(patron);
+
+	become_extension_owner(&oc);
+	SPI_connect();
+	(void) load_patron_map(false);
+	(void) lock_member(patron);
+	history_context_set(NULL, reason_arg(fcinfo, 1));
+	spi_run("UPDATE " PG_SCHEMA ".accounts SET group_id = NULL, is_lead = false, "
+			"share_circulations = false, share_bills = false "
+			"WHERE patron_id OPERATOR(pg_catalog.=) $1",
+			1, types, values, NULL, SPI_OK_UPDATE);
+	history_context_clear();
+	SPI_finish();
+	restore_user(&oc);
+	PG_RETURN_VOID();
+}
+
+/* set_lead(bigint, boolean, text): mark or unmark a lead. */
+Datum
+pg_set_lead(PG_FUNCTION_ARGS)
+{
+	int64		patron;
+	OwnerContext oc;
+	Oid			types[2] = {INT8OID, BOOLOID};
+	Datum		values[2];
+
+	require_arg(fcinfo, 0, "patron_id");
+	require_arg(fcinfo, 1, "is_lead");
+	patron = PG_GETARG_INT64(0);
+	values[0] = Int64GetDatum(patron);
+	values[1] = PG_GETARG_DATUM(1);
+
+	become_extension_owner(&oc);
+	SPI_connect();
+	(void) load_patron_map(false);
+	(void) lock_member(patron);
+	history_context_set(NULL, reason_arg(fcinfo, 2));
+	spi_run("UPDATE " PG_SCHEMA ".accounts SET is_lead = $2 "
+			"WHERE patron_id OPERATOR(pg_catalog.=) $1 AND is_lead OPERATOR(pg_catalog.<>) $2",
+			2, types, values, NULL, SPI_OK_UPDATE);
+	history_context_clear();
+	SPI_finish();
+	restore_user(&oc);
+	PG_RETURN_VOID();
+}
+
+/* set_group_label(bigint, text, text): name a group. */
+Datum
+pg_set_group_label(PG_FUNCTION_ARGS)
+{
+	int64		group_id;
+	OwnerContext oc;
+	Oid			types[5] = {INT8OID, TEXTOID, NAMEOID, TEXTOID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = "     ";
+	const char *app_user = history_app_user();
+
+	require_arg(fcinfo, 0, "group_id");
+	group_id = PG_GETARG_INT64(0);
+	values[0] = Int64GetDatum(group_id);
+	if (PG_ARGISNULL(1))
+		nulls[1] = 'n';
+	else
+		values[1] = PG_GETARG_DATUM(1);
+	values[2] = DirectFunctionCall1(namein,
+									CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false)));
+	if (app_user)
+		values[3] = CStringGetTextDatum(app_user);
+	else
+		nulls[3] = 'n';
+	if (PG_ARGISNULL(2))
+		nulls[4] = 'n';
+	else
+		values[4] = PG_GETARG_DATUM(2);
+
+	become_extension_owner(&oc);
+	SPI_connect();
+	spi_run("UPDATE " PG_SCHEMA ".groups SET label = $2 "
+			"WHERE group_id OPERATOR(pg_catalog.=) $1",
+			2, types, values, nulls, SPI_OK_UPDATE);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("group " INT64_FORMAT " does not exist", group_id)));
+	spi_run("INSERT INTO " PG_SCHEMA ".history (db_role, app_user, action, to_group, reason) "
+			"SELECT $3, $4, 'label', $1, pg_catalog.concat_ws(': ', $5, 'label set to ' "
+			"OPERATOR(pg_catalog.||) pg_catalog.coalesce(pg_catalog.quote_literal($2), 'none'))",
+			5, types, values, nulls, SPI_OK_INSERT);
+	SPI_finish();
+	restore_user(&oc);
+	PG_RETURN_VOID();
+}
+
+/* Is 'column' a live column of relid? */
+static bool
+has_column(Oid relid, const char *column)
+{
+	AttrNumber	attnum = get_attnum(relid, column);
+
+	return attnum != InvalidAttrNumber && attnum > 0;
+}
+
+/*
+ * clone_patron(bigint, jsonb, text): register a new patron copying the
+ * configured columns of the source, with new_values on top, in the source's
+ * group (created when the source has none).  The key "barcode" is the new
+ * patron's barcode: stored in the patron table's barcode column, or as a new
+ * card when barcodes live in a card table.
+ */
+Datum
+pg_clone_patron(PG_FUNCTION_ARGS)
+{
+	int64		source;
+	Jsonb	   *new_values;
+	char	   *reason;
+	OwnerContext oc;
+	PatronMap  *map;
+	int64		source_group;
+	int64		new_id;
+	text	   *card_barcode = NULL;
+	text	   *new_barcode = NULL;
+	List	   *keys = NIL;
+	StringInfoData cols;
+	StringInfoData vals;
+	ListCell   *lc;
+	bool		isnull;
+	Oid			types[2] = {INT8OID, JSONBOID};
+	Datum		values[2];
+
+	require_arg(fcinfo, 0, "source_patron_id");
+	require_arg(fcinfo, 1, "new_values");
+	source = PG_GETARG_INT64(0);
+	new_values = PG_GETARG_JSONB_P(1);
+	reason = reason_arg(fcinfo, 2);
+	if (!JB_ROOT_IS_OBJECT(new_values) || JB_ROOT_IS_SCALAR(new_values))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("new_values must be a JSON object of column names and values"),
+				 errhint("For example: '{\"given_name\": \"Ana\", \"barcode\": \"29000000000999\"}'")));
+
+	become_extension_owner(&oc);
+	SPI_connect();
+	map = load_patron_map(false);
+	lock_accounts(&source, 1, &source_group);
+
+	/* the keys: columns of the patron table, or the card barcode */
+	values[0] = Int64GetDatum(source);
+	values[1] = JsonbPGetDatum(new_values);
+	spi_run("SELECT k, $1 OPERATOR(pg_catalog.->>) k FROM pg_catalog.jsonb_object_keys($1) k ORDER BY k",
+			1, types + 1, values + 1, NULL, SPI_OK_SELECT);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		char	   *key = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+		char	   *val = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
+
+		if (!has_column(map->relid, key))
+		{
+			if (strcmp(key, "barcode") == 0 && map->card_relname)
+			{
+				card_barcode = val ? cstring_to_text(val) : NULL;
+				new_barcode = card_barcode;
+				continue;
+			}
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("column \"%s\" of relation \"%s\" does not exist",
+							key, get_rel_name(map->relid)),
+					 errdetail("It was given in new_values.")));
+		}
+		if (map->barcode_column && val &&
+			strcmp(quote_identifier(key), map->barcode_column) == 0)
+			new_barcode = cstring_to_text(val);
+		keys = lappend(keys, key);
+	}
+
+	/* a barcode must not already be someone's */
+	if (new_barcode)
+	{
+		int64		owner_id = resolve_barcode_internal(map, new_barcode, true);
+
+		if (owner_id != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNIQUE_VIOLATION),
+					 errmsg("barcode \"%s\" already belongs to patron " INT64_FORMAT,
+							text_to_cstring(new_barcode), owner_id)));
+	}
+
+	initStringInfo(&cols);
+	initStringInfo(&vals);
+	foreach(lc, map->clone_columns)
+	{
+		char	   *col = lfirst(lc);
+		bool		overridden = false;
+		ListCell   *k;
+
+		foreach(k, keys)
+			overridden |= strcmp(col, lfirst(k)) == 0;
+		if (overridden)
+			continue;
+		appendStringInfo(&cols, "%s%s", cols.len ? ", " : "", quote_identifier(col));
+		appendStringInfo(&vals, "%ss.%s", vals.len ? ", " : "", quote_identifier(col));
+	}
+	foreach(lc, keys)
+	{
+		appendStringInfo(&cols, "%s%s", cols.len ? ", " : "", quote_identifier(lfirst(lc)));
+		appendStringInfo(&vals, "%sv.%s", vals.len ? ", " : "", quote_identifier(lfirst(lc)));
+	}
+
+	/* the library system's tables are written with the caller's rights */
+	restore_user(&oc);
+	if (cols.len == 0)
+		spi_run(psprintf("INSERT INTO %s DEFAULT VALUES RETURNING %s::pg_catalog.int8",
+						 map->relname, map->id_column),
+				0, NULL, NULL, NULL, SPI_OK_INSERT_RETURNING);
+	else
+		spi_run(psprintf("INSERT INTO %s (%s) SELECT %s FROM %s s, "
+						 "pg_catalog.jsonb_populate_record(NULL::%s, $2) v "
+						 "WHERE s.%s OPERATOR(pg_catalog.=) $1 RETURNING %s::pg_catalog.int8",
+						 map->relname, cols.data, vals.data, map->relname,
+						 map->relname, map->id_column, map->id_column),
+				2, types, values, NULL, SPI_OK_INSERT_RETURNING);
+	new_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (card_barcode)
+	{
+		Oid			ctypes[2] = {INT8OID, TEXTOID};
+		Datum		cvalues[2] = {Int64GetDatum(new_id), PointerGetDatum(card_barcode)};
+
+		spi_run(psprintf("INSERT INTO %s (%s, %s) VALUES ($1, $2)",
+						 map->card_relname, map->card_patron_column, map->card_barcode_column),
+				2, ctypes, cvalues, NULL, SPI_OK_INSERT);
+	}
+	become_extension_owner(&oc);
+
+	/* join the source's group; the new account is ours alone until commit */
+	lock_groups(&source_group, 1);
+	if (source_group == 0)
+		source_group = new_group_for(source, reason);
+	{
+		Oid			utypes[2] = {INT8OID, INT8OID};
+		Datum		uvalues[2] = {Int64GetDatum(new_id), Int64GetDatum(source_group)};
+
+		history_context_set("clone", reason);
+		spi_run("UPDATE " PG_SCHEMA ".accounts SET group_id = $2 "
+				"WHERE patron_id OPERATOR(pg_catalog.=) $1",
+				2, utypes, uvalues, NULL, SPI_OK_UPDATE);
+		if (SPI_processed != 1)
+			elog(ERROR, "clone " INT64_FORMAT " has no account row", new_id);
+	}
+	history_context_clear();
+	SPI_finish();
+	restore_user(&oc);
+	PG_RETURN_INT64(new_id);
+}
+
+/* group_members(bigint): Group Member Details for a patron's group. */
+Datum
+pg_group_members(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int64		patron;
+	OwnerContext oc;
+	PatronMap  *map;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	char	   *sql;
+
+	require_arg(fcinfo, 0, "patron_id");
+	patron = PG_GETARG_INT64(0);
+	values[0] = Int64GetDatum(patron);
+	InitMaterializedSRF(fcinfo, 0);
+
+	become_extension_owner(&oc);
+	SPI_connect();
+	map = load_patron_map(false);
+	sql = psprintf("SELECT * FROM (SELECT g.group_id, g.label, g.created_at, a.patron_id, %s, "
+				   "%s AS display_name, a.is_lead "
+				   "FROM " PG_SCHEMA ".accounts a "
+				   "JOIN %s p ON p.%s OPERATOR(pg_catalog.=) a.patron_id "
+				   "LEFT JOIN " PG_SCHEMA ".groups g ON g.group_id OPERATOR(pg_catalog.=) a.group_id "
+				   "WHERE a.patron_id OPERATOR(pg_catalog.=) $1 "
+				   "OR a.group_id OPERATOR(pg_catalog.=) (SELECT group_id FROM " PG_SCHEMA ".accounts "
+				   "WHERE patron_id OPERATOR(pg_catalog.=) $1)) m "
+				   "ORDER BY m.is_lead DESC, m.display_name COLLATE \"und-x-icu\", m.patron_id",
+				   barcode_sql(map, "p"), display_name_sql(map, "p"),
+				   map->relname, map->id_column);
+	spi_run(sql, 1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("patron " INT64_FORMAT " does not exist", patron)));
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		Datum		row[7];
+		bool		nulls[7];
+
+		for (int c = 0; c < 7; c++)
+			row[c] = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, c + 1, &nulls[c]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, nulls);
+	}
+	SPI_finish();
+	restore_user(&oc);
+	return (Datum) 0;
+}

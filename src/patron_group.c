@@ -1,0 +1,153 @@
+/*
+ * patron_group.c
+ *		Module initialization, settings, running as the extension owner, and
+ *		the per-transaction context that history rows take their reason from.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "access/genam.h"
+
+#include "patron_group.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+/* patron_group.application_user: who is at the desk, as the ILS knows them */
+static char *application_user = NULL;
+
+/* What the running operation wants history to say; cleared at transaction end. */
+static char *hist_action = NULL;
+static char *hist_reason = NULL;
+
+/* Clear the history context when the transaction ends, however it ends. */
+static void
+patron_group_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PREPARE)
+		history_context_clear();
+}
+
+/* Module load: settings and callbacks. */
+void
+_PG_init(void)
+{
+	DefineCustomStringVariable("patron_group.application_user",
+							   "Staff user of the library system, recorded in the history.",
+							   "The database role is always recorded too; this adds the "
+							   "application's own login name, which the database cannot know.",
+							   &application_user,
+							   NULL,
+							   PGC_USERSET,
+							   0,
+							   NULL, NULL, NULL);
+	MarkGUCPrefixReserved("patron_group");
+	RegisterXactCallback(patron_group_xact_callback, NULL);
+}
+
+/* The role that owns the extension: its tables are written as this role. */
+Oid
+extension_owner(void)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			owner = InvalidOid;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("patron_group"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	if (!OidIsValid(owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"patron_group\" is not installed in this database")));
+	return owner;
+}
+
+/*
+ * Switch to the extension owner, as core's RI triggers do, so that callers
+ * need no rights on patron_group's tables.  An error restores the previous
+ * user through transaction abort; restore_user() does it on success.
+ */
+void
+become_extension_owner(OwnerContext *ctx)
+{
+	Oid			owner = extension_owner();
+
+	GetUserIdAndSecContext(&ctx->save_userid, &ctx->save_sec_context);
+	SetUserIdAndSecContext(owner,
+						   ctx->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+/* Return to the user saved by become_extension_owner(). */
+void
+restore_user(OwnerContext *ctx)
+{
+	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec_context);
+}
+
+/* Set the action and reason that history rows written next will carry. */
+void
+history_context_set(const char *action, const char *reason)
+{
+	history_context_clear();
+	if (action)
+		hist_action = MemoryContextStrdup(TopMemoryContext, action);
+	if (reason)
+		hist_reason = MemoryContextStrdup(TopMemoryContext, reason);
+}
+
+/* Forget the history context. */
+void
+history_context_clear(void)
+{
+	if (hist_action)
+		pfree(hist_action);
+	if (hist_reason)
+		pfree(hist_reason);
+	hist_action = NULL;
+	hist_reason = NULL;
+}
+
+/* The action an operation asked history to record instead of the derived one. */
+const char *
+history_context_action(void)
+{
+	return hist_action;
+}
+
+/* The reason given to the running operation, or NULL. */
+const char *
+history_context_reason(void)
+{
+	return hist_reason;
+}
+
+/* patron_group.application_user, or NULL when unset or empty. */
+const char *
+history_app_user(void)
+{
+	if (application_user == NULL || application_user[0] == '\0')
+		return NULL;
+	return application_user;
+}
