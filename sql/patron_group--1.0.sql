@@ -133,7 +133,7 @@ COMMENT ON FUNCTION @extschema@.attach_cards(regclass, name, name, text) IS
 CREATE FUNCTION @extschema@.detach(attached_table regclass)
 RETURNS void
 AS 'MODULE_PATHNAME', 'pg_detach'
-LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
+LANGUAGE C VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION @extschema@.detach(regclass) IS
 'Undo an attach: drop the triggers and index it made; for the patron table also its accounts and groups';
@@ -245,10 +245,13 @@ CREATE TRIGGER history_no_truncate
 
 CREATE FUNCTION @extschema@.grant_staff(staff_role regrole)
 RETURNS void
-LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF staff_role IS NULL THEN
+        RAISE EXCEPTION 'staff_role must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     EXECUTE format('GRANT USAGE ON SCHEMA patron_group TO %s', staff_role);
     EXECUTE format('GRANT SELECT ON patron_group.attachments, patron_group.groups,
                     patron_group.accounts, patron_group.history TO %s', staff_role);
@@ -269,10 +272,13 @@ COMMENT ON FUNCTION @extschema@.grant_staff(regrole) IS
 
 CREATE FUNCTION @extschema@.revoke_staff(staff_role regrole)
 RETURNS void
-LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF staff_role IS NULL THEN
+        RAISE EXCEPTION 'staff_role must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     EXECUTE format('REVOKE SELECT ON patron_group.attachments, patron_group.groups,
                     patron_group.accounts, patron_group.history FROM %s', staff_role);
     EXECUTE format('REVOKE EXECUTE ON FUNCTION

@@ -538,15 +538,18 @@ pg_attach_cards(PG_FUNCTION_ARGS)
 Datum
 pg_detach(PG_FUNCTION_ARGS)
 {
-	Oid			relid = PG_GETARG_OID(0);
+	Oid			relid;
 	Oid			argtypes[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	Datum		values[1];
 	char	   *kind;
 	char	   *relname;
 	bool		isnull;
 	Datum		index;
 	OwnerContext oc;
 
+	require_arg(fcinfo, 0, "attached_table");
+	relid = PG_GETARG_OID(0);
+	values[0] = ObjectIdGetDatum(relid);
 	SPI_connect();
 	kind = attached_kind(relid);
 	if (kind == NULL)

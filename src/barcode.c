@@ -86,7 +86,7 @@ lookup_sql(PatronMap *map)
 		appendStringInfoString(&sql, " UNION ALL ");
 	if (map->card_relname)
 		appendStringInfo(&sql,
-						 "SELECT %s::pg_catalog.int8 FROM %s "
+						 "SELECT %s::pg_catalog.int8 AS patron FROM %s "
 						 "WHERE " PG_SCHEMA ".normalize_barcode(%s) OPERATOR(pg_catalog.=) $1"
 						 " AND (%s)",
 						 map->card_patron_column, map->card_relname,

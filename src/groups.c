@@ -368,7 +368,7 @@ pg_set_group_label(PG_FUNCTION_ARGS)
 				 errmsg("group " INT64_FORMAT " does not exist", group_id)));
 	spi_run("INSERT INTO " PG_SCHEMA ".history (db_role, app_user, action, to_group, reason) "
 			"SELECT $3, $4, 'label', $1, pg_catalog.concat_ws(': ', $5, 'label set to ' "
-			"OPERATOR(pg_catalog.||) pg_catalog.coalesce(pg_catalog.quote_literal($2), 'none'))",
+			"OPERATOR(pg_catalog.||) COALESCE(pg_catalog.quote_literal($2), 'none'))",
 			5, types, values, nulls, SPI_OK_INSERT);
 	SPI_finish();
 	restore_user(&oc);

@@ -1,0 +1,101 @@
+# Shared by scripts/test.sh and scripts/demo.sh: install what is needed,
+# build and install the extension, and run a throwaway PostgreSQL server.
+# Works as root (CI) and as a user with sudo.
+
+set -euo pipefail
+
+PG_MAJOR=15
+PGBIN=/usr/lib/postgresql/$PG_MAJOR/bin
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+if [ "$(id -u)" = 0 ]; then
+    SUDO=()
+    # initdb refuses to run as root: build and test as this user
+    RUN_USER=patron_group
+else
+    SUDO=(sudo)
+    RUN_USER=$(id -un)
+fi
+
+say() { printf '\n== %s\n' "$*"; }
+
+# Run a command as the unprivileged user.
+as_user() {
+    if [ "$(id -u)" = 0 ]; then
+        runuser -u "$RUN_USER" -- "$@"
+    else
+        "$@"
+    fi
+}
+
+# Debian packages, the development package pinned to the installed server.
+ensure_packages() {
+    local want=(postgresql-$PG_MAJOR postgresql-client-$PG_MAJOR
+                postgresql-server-dev-$PG_MAJOR libicu-dev libipc-run-perl
+                make gcc pkg-config)
+    local missing=() p
+    for p in "${want[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
+            || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    local pkgs=()
+    if dpkg-query -W -f='${Status}' postgresql-$PG_MAJOR 2>/dev/null | grep -q 'install ok installed'; then
+        # pin: an unpinned server-dev would upgrade the installed server and libpq
+        local v
+        v=$(dpkg-query -W -f='${Version}' postgresql-$PG_MAJOR)
+        for p in "${missing[@]}"; do
+            case $p in
+                postgresql-server-dev-$PG_MAJOR|postgresql-client-$PG_MAJOR) pkgs+=("$p=$v") ;;
+                *) pkgs+=("$p") ;;
+            esac
+        done
+    else
+        pkgs=("${missing[@]}")
+    fi
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+}
+
+# Create the unprivileged user when running as root.
+ensure_user() {
+    if [ "$(id -u)" = 0 ] && ! id "$RUN_USER" >/dev/null 2>&1; then
+        useradd --create-home --shell /bin/bash "$RUN_USER"
+    fi
+}
+
+# Copy the tree to a scratch folder the user owns, build there, install as root.
+# Sets BUILD_DIR.
+build_and_install() {
+    local work=$1
+    BUILD_DIR=$work/build
+    mkdir -p "$BUILD_DIR"
+    tar -C "$TOP" --exclude=.git --exclude=results --exclude=output_iso \
+        --exclude=tmp_check --exclude='*.o' --exclude='*.so' -cf - . | tar -C "$BUILD_DIR" -xf -
+    [ "$(id -u)" = 0 ] && chown -R "$RUN_USER" "$work"
+    say "building"
+    as_user make -C "$BUILD_DIR" -s with_llvm=no PG_CONFIG=$PGBIN/pg_config >/dev/null
+    say "installing"
+    "${SUDO[@]}" make -C "$BUILD_DIR" -s install with_llvm=no PG_CONFIG=$PGBIN/pg_config >/dev/null
+}
+
+# Start a server with a private socket directory on a non-default port.
+# Sets PGHOST, PGPORT, PGDATA_DIR.
+start_server() {
+    local dir=$1 port=$2
+    PGDATA_DIR=$dir/data
+    mkdir -p "$dir/socket"
+    [ "$(id -u)" = 0 ] && chown -R "$RUN_USER" "$dir"
+    as_user $PGBIN/initdb -D "$PGDATA_DIR" --encoding=UTF8 --locale=C -A trust \
+        --username="$RUN_USER" >/dev/null
+    as_user $PGBIN/pg_ctl -D "$PGDATA_DIR" -w -l "$dir/server.log" \
+        -o "-p $port -k $dir/socket -c listen_addresses=''" start >/dev/null
+    export PGHOST=$dir/socket PGPORT=$port PGUSER=$RUN_USER
+}
+
+stop_server() {
+    as_user $PGBIN/pg_ctl -D "$1/data" -m fast stop >/dev/null 2>&1 || true
+}

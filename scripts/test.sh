@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# make test: install what is needed, build, install, then run pg_regress, the
+# isolation tests and the TAP tests, each suite on its own so that every
+# failure is reported.  Ends with "N passed, N failed"; exits non-zero on any
+# failure.
+
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+set +e
+
+passed=0
+failed=0
+status=0
+
+finish() {
+    echo
+    echo "$passed passed, $failed failed"
+    exit $status
+}
+
+set -e
+ensure_packages
+ensure_user
+WORK=$(mktemp -d /tmp/patron_group-test.XXXXXX)
+chmod 755 "$WORK"
+if ! build_and_install "$WORK"; then
+    failed=$((failed + 1)); status=1
+    echo "build failed"
+    finish
+fi
+start_server "$WORK/server" 54329
+trap 'stop_server "$WORK/server"' EXIT
+set +e
+
+PGXS_ARGS=(with_llvm=no PG_CONFIG=$PGBIN/pg_config)
+
+# Count pg_regress / isolation results: "test NAME ... ok|FAILED".
+count_regress() {
+    local log=$1 ok bad
+    ok=$(grep -cE '^(test| ) *[^ ]+ +\.\.\. ok' "$log")
+    bad=$(grep -cE '^(test| ) *[^ ]+ +\.\.\. FAILED' "$log")
+    passed=$((passed + ok)); failed=$((failed + bad))
+}
+
+run_suite() {
+    local name=$1; shift
+    local log=$WORK/$name.log
+    say "$name"
+    as_user env PGHOST="$PGHOST" PGPORT="$PGPORT" PGUSER="$PGUSER" \
+        make -C "$BUILD_DIR" installcheck "${PGXS_ARGS[@]}" "$@" >"$log" 2>&1
+    local rc=$?
+    grep -E '\.\.\. |tests? (passed|failed)|^t/|^test/t|Result:|Failed|Dubious|not ok' "$log" | sed 's/^/  /'
+    if [ $rc -ne 0 ]; then
+        status=1
+        for f in "$BUILD_DIR"/regression.diffs "$BUILD_DIR"/output_iso/regression.diffs; do
+            [ -s "$f" ] && { echo "---- $f"; head -n 200 "$f"; }
+        done
+        grep -qE '\.\.\. |^test/t' "$log" || { echo "---- $name log"; tail -n 60 "$log"; }
+    fi
+    return $rc
+}
+
+run_suite regress ISOLATION= TAP_TESTS=
+rc=$?
+count_regress "$WORK/regress.log"
+[ $rc -ne 0 ] && ! grep -q 'FAILED' "$WORK/regress.log" && failed=$((failed + 1))
+
+run_suite isolation REGRESS= TAP_TESTS=
+rc=$?
+count_regress "$WORK/isolation.log"
+[ $rc -ne 0 ] && ! grep -q 'FAILED' "$WORK/isolation.log" && failed=$((failed + 1))
+
+# TAP: one count per test file
+run_suite tap REGRESS= ISOLATION=
+rc=$?
+tap_total=$(ls "$BUILD_DIR"/test/t/*.pl 2>/dev/null | wc -l)
+tap_failed=$(grep -cE '^test/t/[^ ]+\.pl +\(Wstat' "$WORK/tap.log")
+if [ $rc -ne 0 ] && [ "$tap_failed" -eq 0 ]; then
+    tap_failed=$tap_total
+fi
+passed=$((passed + tap_total - tap_failed)); failed=$((failed + tap_failed))
+[ $rc -ne 0 ] && [ -d "$BUILD_DIR/tmp_check/log" ] && \
+    for f in "$BUILD_DIR"/tmp_check/log/regress_log_*; do echo "---- $f"; tail -n 40 "$f"; done
+
+[ $failed -ne 0 ] && status=1
+finish
