@@ -14,8 +14,9 @@
  * Lock order.  Everything that changes membership locks account rows first,
  * in patron_id order, then group rows in group_id order (see groups.c).  The
  * group updates made here happen while the caller already holds the account
- * row, and the group operations lock the groups they touch beforehand, so the
- * updates below never take a lock out of order.
+ * row, and the group operations lock the groups they touch beforehand (and
+ * patrons_trigger does the same before a bulk delete), so the updates below
+ * never take a lock out of order.
  */
 #include "postgres.h"
 
@@ -59,6 +60,27 @@ trigger_data(FunctionCallInfo fcinfo, const char *name)
 	return (TriggerData *) fcinfo->context;
 }
 
+/*
+ * Before removing several accounts at once, lock them in patron_id order and
+ * then their groups in group_id order, as every other path does, so that a
+ * bulk DELETE of patrons cannot deadlock with a group operation.
+ */
+static void
+lock_in_order(const char *accounts_condition)
+{
+	char	   *sql;
+
+	sql = psprintf("SELECT NULL FROM " PG_SCHEMA ".accounts WHERE %s "
+				   "ORDER BY patron_id FOR UPDATE", accounts_condition);
+	if (SPI_execute(sql, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock accounts");
+	sql = psprintf("SELECT NULL FROM " PG_SCHEMA ".groups WHERE group_id OPERATOR(pg_catalog.=) ANY "
+				   "(ARRAY(SELECT group_id FROM " PG_SCHEMA ".accounts WHERE %s)) "
+				   "ORDER BY group_id FOR UPDATE", accounts_condition);
+	if (SPI_execute(sql, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock groups");
+}
+
 /* patrons_trigger: keep one account row per patron of the attached table. */
 Datum
 pg_patrons_trigger(PG_FUNCTION_ARGS)
@@ -68,6 +90,7 @@ pg_patrons_trigger(PG_FUNCTION_ARGS)
 	const char *id;
 	OwnerContext oc;
 	char	   *sql = NULL;
+	char	   *lock = NULL;
 
 	if (!TRIGGER_FIRED_AFTER(ev) || td->tg_trigger->tgnargs != 1)
 		ereport(ERROR,
@@ -80,10 +103,17 @@ pg_patrons_trigger(PG_FUNCTION_ARGS)
 		sql = psprintf("INSERT INTO " PG_SCHEMA ".accounts (patron_id) "
 					   "SELECT n.%s FROM patron_group_new n ON CONFLICT DO NOTHING", id);
 	else if (TRIGGER_FIRED_BY_DELETE(ev) && TRIGGER_FIRED_FOR_STATEMENT(ev) && td->tg_oldtable)
+	{
+		lock = psprintf("patron_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT o.%s::pg_catalog.int8 "
+						"FROM patron_group_old o))", id);
 		sql = psprintf("DELETE FROM " PG_SCHEMA ".accounts a USING patron_group_old o "
 					   "WHERE a.patron_id OPERATOR(pg_catalog.=) o.%s", id);
+	}
 	else if (TRIGGER_FIRED_BY_TRUNCATE(ev))
+	{
+		lock = "true";
 		sql = "DELETE FROM " PG_SCHEMA ".accounts";
+	}
 	else if (TRIGGER_FIRED_BY_UPDATE(ev) && TRIGGER_FIRED_FOR_ROW(ev))
 	{
 		TupleDesc	desc = td->tg_relation->rd_att;
@@ -104,6 +134,8 @@ pg_patrons_trigger(PG_FUNCTION_ARGS)
 	SPI_connect();
 	SPI_register_trigger_data(td);
 	become_extension_owner(&oc);
+	if (lock)
+		lock_in_order(lock);
 	if (SPI_execute(sql, false, 0) < 0)
 		elog(ERROR, "could not update patron_group.accounts");
 	restore_user(&oc);
@@ -261,6 +293,8 @@ pg_accounts_trigger(PG_FUNCTION_ARGS)
 				adjust_group(old_group, -1, old_lead ? -1 : 0);
 		}
 
+		if (old_lead)
+			record_history("lead_off", patron, false, old_group, false, old_group);
 		action = history_context_action();
 		if (action == NULL)
 			action = newtup == NULL ? "delete" : old_null ? "join" : new_null ? "leave" : "move";

@@ -40,6 +40,15 @@ patron_group_xact_callback(XactEvent event, void *arg)
 		history_context_clear();
 }
 
+/* A rolled-back subtransaction takes its operation's history context with it. */
+static void
+patron_group_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+							  SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		history_context_clear();
+}
+
 /* Module load: settings and callbacks. */
 void
 _PG_init(void)
@@ -55,6 +64,7 @@ _PG_init(void)
 							   NULL, NULL, NULL);
 	MarkGUCPrefixReserved("patron_group");
 	RegisterXactCallback(patron_group_xact_callback, NULL);
+	RegisterSubXactCallback(patron_group_subxact_callback, NULL);
 }
 
 /* The role that owns the extension: its tables are written as this role. */

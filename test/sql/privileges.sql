@@ -75,6 +75,16 @@ SELECT regress_evil.concat_ws('a', 'b', 'c');  -- the trap works when called dir
 RESET search_path;
 RESET ROLE;
 
+-- lookups read the library system's tables with the caller's own rights
+CREATE ROLE regress_nosee;
+SELECT patron_group.grant_staff('regress_nosee');
+SET ROLE regress_nosee;
+SELECT try($$SELECT * FROM patron_group.group_members(5)$$);
+SELECT try($$SELECT patron_group.resolve_barcode('ANNA-1')$$);
+RESET ROLE;
+SELECT patron_group.revoke_staff('regress_nosee');
+DROP ROLE regress_nosee;
+
 -- revoke_staff takes it all back
 SELECT patron_group.revoke_staff('regress_staff');
 SET ROLE regress_staff;

@@ -1,0 +1,70 @@
+-- The seed's scenario, step by step, as the circulation desk would do it.
+\pset footer off
+\set QUIET on
+SET patron_group.application_user = 'desk-anna';
+
+\echo
+\echo '== 1. Save & Clone: Maria Alvarez registers her new baby, Lucas'
+\echo '   (address, phone and home library are copied; the two are grouped)'
+SELECT patron_group.clone_patron(1,
+         '{"given_name": "Lucas", "date_of_birth": "2026-09-01", "barcode": "29000000000094"}',
+         reason => 'registered at the desk with his mother') AS lucas \gset
+SELECT id, family_name, given_name, street, city, phone, home_library
+  FROM ils.patron WHERE id IN (1, :lucas) ORDER BY id;
+
+\echo
+\echo '== 2. Move Another Patron To This Group: staff scan Sofia''s card'
+\echo '   (scanned from a phone screen: full-width digits, a stray space)'
+\echo '   The barcode owner''s name appears for confirmation:'
+SELECT patron_id, display_name, group_id, group_size
+  FROM patron_group.find_patron('２９０００ ０００００００２９');
+\echo '   Confirmed: Move User.'
+SELECT patron_group.move_to_group(patron_group.resolve_barcode('２９０００ ０００００００２９'),
+         into_group_of => 1, reason => 'daughter') AS alvarez_group \gset
+SELECT patron_group.set_group_label(:alvarez_group, 'Alvarez family');
+
+\echo
+\echo '== 3. Two more at once (Diego, and Daniel Okafor scanned by mistake)'
+SELECT display_name FROM patron_group.find_patron('29000000000037');
+SELECT display_name FROM patron_group.find_patron('29000000000078');
+SELECT patron_group.move_to_group(ARRAY[patron_group.resolve_barcode('29000000000037'),
+                                        patron_group.resolve_barcode('29000000000078')],
+                                  into_group_of => 1) IS NOT NULL AS moved;
+SELECT patron_group.set_lead(1, reason => 'parent; consent form on file');
+
+\echo
+\echo '== 4. Group Member Details for Maria'
+SELECT group_label, display_name, barcode, CASE WHEN is_lead THEN 'lead' ELSE '' END AS lead
+  FROM patron_group.group_members(1);
+
+\echo
+\echo '== 5. Move Selected Patrons to Another Patron''s Group:'
+\echo '   Daniel belongs with his wife Grace Okafor (who has no group yet, so one is made)'
+SELECT display_name, group_id FROM patron_group.find_patron('29000000000060');
+SELECT patron_group.move_to_group(7, into_group_of => patron_group.resolve_barcode('29000000000060'),
+         reason => 'added to the wrong family') AS okafor_group \gset
+SELECT patron_group.set_group_label(:okafor_group, 'Okafor household');
+SELECT group_label, display_name, barcode FROM patron_group.group_members(6);
+
+\echo
+\echo '== 6. Remove Selected from Group: Wei Chen was added to the Okafors in error'
+SELECT patron_group.move_to_group(4, into_group_of => 6);
+SELECT patron_group.remove_from_group(4, reason => 'added in error');
+SELECT group_label, display_name FROM patron_group.group_members(6);
+
+\echo
+\echo '== 7. Group Member Details for Maria after the moves'
+SELECT group_label, display_name, barcode, CASE WHEN is_lead THEN 'lead' ELSE '' END AS lead
+  FROM patron_group.group_members(1);
+
+\echo
+\echo '== 8. The history: every change, who made it and why'
+SELECT to_char(h.happened_at, 'HH24:MI:SS') AS at, h.db_role, h.app_user, h.action,
+       p.family_name || ', ' || p.given_name AS patron,
+       h.from_group AS "from", h.to_group AS "to", h.reason
+  FROM patron_group.history h LEFT JOIN ils.patron p ON p.id = h.patron_id
+ ORDER BY h.event_id;
+
+\echo
+\echo '== 9. The groups'
+SELECT group_id, label, member_count, lead_count FROM patron_group.groups ORDER BY group_id;

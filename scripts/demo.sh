@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# make demo: install what is needed, build and install patron_group, start a
+# throwaway server, load a sample library, attach it and walk the seed's
+# scenario.  The server keeps running afterwards so you can look around.
+
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+DEMO=/tmp/patron_group-demo
+PORT=54330
+
+ensure_packages
+ensure_user
+if [ -d "$DEMO/server/data" ]; then
+    say "stopping the previous demo server"
+    stop_server "$DEMO/server"
+fi
+rm -rf "$DEMO"
+mkdir -p "$DEMO"
+chmod 755 "$DEMO"
+build_and_install "$DEMO"
+say "starting a throwaway server on port $PORT (socket in $DEMO/server/socket)"
+start_server "$DEMO/server" $PORT
+
+psql_demo() {
+    as_user env PGHOST="$PGHOST" PGPORT="$PGPORT" PGUSER="$PGUSER" \
+        psql -X -q -v ON_ERROR_STOP=1 -d library "$@"
+}
+
+say "loading the sample library"
+as_user env PGHOST="$PGHOST" PGPORT="$PGPORT" PGUSER="$PGUSER" createdb library
+psql_demo -f "$BUILD_DIR/demo/library.sql"
+
+say "attaching it"
+psql_demo <<'SQL'
+CREATE EXTENSION patron_group;
+SELECT patron_group.attach_patrons('ils.patron',
+         id_column      => 'id',
+         name_columns   => '{family_name,given_name}',
+         clone_columns  => '{family_name,street,city,postal_code,phone,home_library}');
+SELECT patron_group.attach_cards('ils.card',
+         patron_column  => 'patron',
+         barcode_column => 'barcode',
+         active_when    => 'active');
+\pset footer off
+SELECT kind, relid AS attached_table, coalesce(barcode_column, patron_column) AS column_used,
+       condition FROM patron_group.attachments ORDER BY kind DESC;
+SQL
+
+psql_demo -f "$BUILD_DIR/demo/scenario.sql"
+
+cat <<EOF
+
+== the demo server is still running
+  connect:  sudo -u $RUN_USER psql -h $PGHOST -p $PGPORT -d library
+            (as $RUN_USER, or as yourself when you ran make demo without root)
+  stop it:  sudo -u $RUN_USER $PGBIN/pg_ctl -D $PGDATA_DIR stop
+EOF
