@@ -11,7 +11,7 @@ TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if [ "$(id -u)" = 0 ]; then
     SUDO=()
     # initdb refuses to run as root: build and test as this user
-    RUN_USER=patron_group
+    RUN_USER=pgtester
 else
     SUDO=(sudo)
     RUN_USER=$(id -un)

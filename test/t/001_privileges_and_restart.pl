@@ -53,6 +53,8 @@ SELECT patron_group.attach_patrons('ils_patron',
 CREATE ROLE staff LOGIN;
 CREATE ROLE plain LOGIN;
 SELECT patron_group.grant_staff('staff');
+-- lookups read the library system's table with the caller's rights
+GRANT SELECT ON ils_patron TO staff;
 });
 
 is($node->safe_psql('postgres', 'SELECT count(*) FROM patron_group.accounts'),
