@@ -7,10 +7,10 @@
 EXTENSION = patron_group
 MODULE_big = patron_group
 OBJS = src/patron_group.o src/barcode_core.o src/barcode.o src/attach.o \
-       src/accounts.o src/groups.o
+       src/accounts.o src/groups.o src/totals.o src/verify.o
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
-REGRESS = setup attach barcode groups clone errors privileges
+REGRESS = setup attach barcode groups clone errors privileges totals totals_koha
 REGRESS_OPTS = --inputdir=test --encoding=UTF8
 ISOLATION = move_concurrent
 ISOLATION_OPTS = --inputdir=test --encoding=UTF8

@@ -16,7 +16,15 @@ CREATE TABLE @extschema@.attachments (
     barcode_column  name,           -- patrons (optional), cards
     name_columns    name[],         -- patrons: display name, family name first
     clone_columns   name[],         -- patrons: copied by clone_patron()
-    condition       text,           -- cards: active_when
+    condition       text,           -- cards: active_when; circulations: open_when; money: counts_when
+    due_column      name,           -- circulations: the due date
+    lost_condition  text,           -- circulations: lost_when
+    money_kind      text            -- money: charge, payment, or signed (Koha: credits negative)
+                    CHECK (money_kind IN ('charge', 'payment', 'signed')),
+    amount_column   name,           -- money
+    via_relid       regclass,       -- money: the transaction table patron_column points at
+    via_id_column   name,
+    via_patron_column name,
     barcode_index   regclass,       -- the expression index attach created, if any
     attached_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
     attached_by     name        NOT NULL DEFAULT CURRENT_USER
@@ -30,7 +38,11 @@ CREATE TABLE @extschema@.groups (
     label           text,
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     member_count    integer     NOT NULL DEFAULT 0 CHECK (member_count >= 0),
-    lead_count      integer     NOT NULL DEFAULT 0 CHECK (lead_count >= 0)
+    lead_count      integer     NOT NULL DEFAULT 0 CHECK (lead_count >= 0),
+    items_out       bigint      NOT NULL DEFAULT 0,
+    items_lost      bigint      NOT NULL DEFAULT 0,
+    amount_billed   numeric     NOT NULL DEFAULT 0,
+    amount_paid     numeric     NOT NULL DEFAULT 0
 );
 
 -- One row per patron of the attached patron table: the serialization point
@@ -41,6 +53,10 @@ CREATE TABLE @extschema@.accounts (
     is_lead             boolean     NOT NULL DEFAULT false,
     share_circulations  boolean     NOT NULL DEFAULT false,
     share_bills         boolean     NOT NULL DEFAULT false,
+    items_out           bigint      NOT NULL DEFAULT 0,
+    items_lost          bigint      NOT NULL DEFAULT 0,
+    amount_billed       numeric     NOT NULL DEFAULT 0,
+    amount_paid         numeric     NOT NULL DEFAULT 0,
     CONSTRAINT lead_needs_group CHECK (group_id IS NOT NULL OR NOT is_lead),
     CONSTRAINT consent_needs_group
         CHECK (group_id IS NOT NULL OR NOT (share_circulations OR share_bills))
@@ -138,6 +154,50 @@ SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION @extschema@.detach(regclass) IS
 'Undo an attach: drop the triggers and index it made; for the patron table also its accounts and groups';
 
+CREATE FUNCTION @extschema@.attach_circulations(circulation_table regclass,
+    patron_column name DEFAULT 'patron',
+    due_column name DEFAULT 'due_at',
+    open_when text DEFAULT 'true',
+    lost_when text DEFAULT 'false')
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_attach_circulations'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.attach_circulations(regclass, name, name, text, text) IS
+'Attach a loans table: open_when says a loan is out, lost_when that it is lost; totals are computed now and kept by triggers';
+
+CREATE FUNCTION @extschema@.attach_money(money_table regclass,
+    kind text,
+    amount_column name DEFAULT 'amount',
+    patron_column name DEFAULT 'patron',
+    via regclass DEFAULT NULL,
+    via_id_column name DEFAULT 'id',
+    via_patron_column name DEFAULT 'patron',
+    counts_when text DEFAULT 'true')
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_attach_money'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.attach_money(regclass, text, name, name, regclass, name, name, text) IS
+'Attach a bills (kind charge), payments (payment) or signed-amount (signed) table, naming the patron directly or through a transaction table (via)';
+
+CREATE FUNCTION @extschema@.verify(
+    OUT scope text, OUT id bigint, OUT item text, OUT recorded numeric, OUT actual numeric)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pg_verify'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.verify() IS
+'Every recorded total or count that differs from a fresh count of the attached tables; no rows when healthy';
+
+CREATE FUNCTION @extschema@.rebuild(patron_ids bigint[] DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'pg_rebuild'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.rebuild(bigint[]) IS
+'Recount the totals of some patrons (all when NULL) and their groups; returns how many rows were wrong';
+
 -- ---------------------------------------------------------------------------
 -- Group operations
 -- ---------------------------------------------------------------------------
@@ -196,13 +256,15 @@ COMMENT ON FUNCTION @extschema@.set_group_label(bigint, text, text) IS
 
 CREATE FUNCTION @extschema@.group_members(patron_id bigint,
     OUT group_id bigint, OUT group_label text, OUT group_created_at timestamptz,
-    OUT member_id bigint, OUT barcode text, OUT display_name text, OUT is_lead boolean)
+    OUT member_id bigint, OUT barcode text, OUT display_name text, OUT is_lead boolean,
+    OUT items_out bigint, OUT items_overdue bigint, OUT items_lost bigint,
+    OUT balance_owed numeric)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'pg_group_members'
 LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 6
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION @extschema@.group_members(bigint) IS
-'Group Member Details: every member of the patron''s group with barcode, name and lead flag';
+'Group Member Details: every member of the patron''s group with barcode, name, lead flag and totals, then a row (member_id NULL) with the group''s totals';
 
 -- ---------------------------------------------------------------------------
 -- Triggers (attached by attach_*; not callable directly)
@@ -221,6 +283,20 @@ AS 'MODULE_PATHNAME', 'pg_accounts_trigger'
 LANGUAGE C;
 COMMENT ON FUNCTION @extschema@.accounts_trigger() IS
 'Keeps group member and lead counts and records history on every account change';
+
+CREATE FUNCTION @extschema@.totals_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'pg_totals_trigger'
+LANGUAGE C;
+COMMENT ON FUNCTION @extschema@.totals_trigger() IS
+'Keeps patron and group totals exact for an attached circulation or money table';
+
+CREATE FUNCTION @extschema@.via_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'pg_via_trigger'
+LANGUAGE C;
+COMMENT ON FUNCTION @extschema@.via_trigger() IS
+'Moves or removes the money of transactions whose patron changes or that are deleted';
 
 CREATE FUNCTION @extschema@.history_guard()
 RETURNS trigger

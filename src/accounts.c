@@ -25,6 +25,7 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/rel.h"
 
 #include "patron_group.h"
@@ -147,20 +148,57 @@ static SPIPlanPtr group_adjust_plan;
 static SPIPlanPtr group_drop_plan;
 static SPIPlanPtr history_plan;
 
-/* Add to a group's member and lead counts; remove the group once empty. */
-static void
-adjust_group(int64 group_id, int members, int leads)
+#define GROUP_ADJUST_SQL \
+	"UPDATE " PG_SCHEMA ".groups SET member_count = member_count OPERATOR(pg_catalog.+) $2, " \
+	"lead_count = lead_count OPERATOR(pg_catalog.+) $3, " \
+	"items_out = items_out OPERATOR(pg_catalog.+) $4, " \
+	"items_lost = items_lost OPERATOR(pg_catalog.+) $5, " \
+	"amount_billed = amount_billed OPERATOR(pg_catalog.+) $6, " \
+	"amount_paid = amount_paid OPERATOR(pg_catalog.+) $7 " \
+	"WHERE group_id OPERATOR(pg_catalog.=) $1 RETURNING member_count"
+
+/* An account row's totals, to carry from group to group. */
+typedef struct AccountTotals
 {
-	Oid			types[3] = {INT8OID, INT4OID, INT4OID};
-	Datum		values[3] = {Int64GetDatum(group_id), Int32GetDatum(members), Int32GetDatum(leads)};
+	int64		items_out;
+	int64		items_lost;
+	Datum		billed;			/* numeric */
+	Datum		paid;			/* numeric */
+} AccountTotals;
+
+/* Read the totals of an accounts row. */
+static void
+account_totals(TriggerData *td, HeapTuple tuple, AccountTotals *t)
+{
+	TupleDesc	desc = td->tg_relation->rd_att;
+	bool		isnull;
+
+	t->items_out = DatumGetInt64(SPI_getbinval(tuple, desc, SPI_fnumber(desc, "items_out"), &isnull));
+	t->items_lost = DatumGetInt64(SPI_getbinval(tuple, desc, SPI_fnumber(desc, "items_lost"), &isnull));
+	t->billed = SPI_getbinval(tuple, desc, SPI_fnumber(desc, "amount_billed"), &isnull);
+	t->paid = SPI_getbinval(tuple, desc, SPI_fnumber(desc, "amount_paid"), &isnull);
+}
+
+/*
+ * Add a member (sign 1) or take one away (sign -1) from a group's counts and
+ * totals; remove the group once it is empty.
+ */
+static void
+adjust_group(int64 group_id, int sign, bool lead, AccountTotals *t)
+{
+	Oid			types[7] = {INT8OID, INT4OID, INT4OID, INT8OID, INT8OID, NUMERICOID, NUMERICOID};
+	Datum		values[7];
 	bool		isnull;
 	int32		remaining;
 
-	kept_plan(&group_adjust_plan,
-			  "UPDATE " PG_SCHEMA ".groups SET member_count = member_count OPERATOR(pg_catalog.+) $2, "
-			  "lead_count = lead_count OPERATOR(pg_catalog.+) $3 "
-			  "WHERE group_id OPERATOR(pg_catalog.=) $1 RETURNING member_count",
-			  3, types);
+	values[0] = Int64GetDatum(group_id);
+	values[1] = Int32GetDatum(sign);
+	values[2] = Int32GetDatum(lead ? sign : 0);
+	values[3] = Int64GetDatum(sign * t->items_out);
+	values[4] = Int64GetDatum(sign * t->items_lost);
+	values[5] = sign > 0 ? t->billed : DirectFunctionCall1(numeric_uminus, t->billed);
+	values[6] = sign > 0 ? t->paid : DirectFunctionCall1(numeric_uminus, t->paid);
+	kept_plan(&group_adjust_plan, GROUP_ADJUST_SQL, 7, types);
 	if (SPI_execute_plan(group_adjust_plan, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "group " INT64_FORMAT " vanished", group_id);
@@ -173,6 +211,23 @@ adjust_group(int64 group_id, int members, int leads)
 		if (SPI_execute_plan(group_drop_plan, values, NULL, false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "could not remove empty group " INT64_FORMAT, group_id);
 	}
+}
+
+/* Change a group's lead count alone. */
+static void
+adjust_leads(int64 group_id, int leads)
+{
+	Datum		zero = DirectFunctionCall1(int8_numeric, Int64GetDatum(0));
+	Oid			types[7] = {INT8OID, INT4OID, INT4OID, INT8OID, INT8OID, NUMERICOID, NUMERICOID};
+
+	/* no member added or taken, no totals moved */
+	Datum		values[7] = {Int64GetDatum(group_id), Int32GetDatum(0), Int32GetDatum(leads),
+	Int64GetDatum(0), Int64GetDatum(0), zero, zero};
+
+	kept_plan(&group_adjust_plan, GROUP_ADJUST_SQL, 7, types);
+	if (SPI_execute_plan(group_adjust_plan, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING ||
+		SPI_processed != 1)
+		elog(ERROR, "group " INT64_FORMAT " vanished", group_id);
 }
 
 /* Append one history row. */
@@ -279,18 +334,26 @@ pg_accounts_trigger(PG_FUNCTION_ARGS)
 	SPI_connect();
 	if (old_null != new_null || old_group != new_group)
 	{
-		/* membership changed; adjust both groups, lower id first */
+		AccountTotals old_totals;
+		AccountTotals new_totals;
+
+		if (oldtup)
+			account_totals(td, oldtup, &old_totals);
+		if (newtup)
+			account_totals(td, newtup, &new_totals);
+
+		/* membership changed: carry the totals, lower group id first */
 		if (!old_null && (new_null || old_group < new_group))
 		{
-			adjust_group(old_group, -1, old_lead ? -1 : 0);
+			adjust_group(old_group, -1, old_lead, &old_totals);
 			if (!new_null)
-				adjust_group(new_group, 1, new_lead ? 1 : 0);
+				adjust_group(new_group, 1, new_lead, &new_totals);
 		}
 		else
 		{
-			adjust_group(new_group, 1, new_lead ? 1 : 0);
+			adjust_group(new_group, 1, new_lead, &new_totals);
 			if (!old_null)
-				adjust_group(old_group, -1, old_lead ? -1 : 0);
+				adjust_group(old_group, -1, old_lead, &old_totals);
 		}
 
 		if (old_lead)
@@ -304,7 +367,7 @@ pg_accounts_trigger(PG_FUNCTION_ARGS)
 	}
 	else if (old_lead != new_lead)
 	{
-		adjust_group(new_group, 0, new_lead ? 1 : -1);
+		adjust_leads(new_group, new_lead ? 1 : -1);
 		record_history(new_lead ? "lead_on" : "lead_off", patron,
 					   false, old_group, false, new_group);
 	}

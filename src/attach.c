@@ -9,10 +9,12 @@
 
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_attribute.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "nodes/nodeFuncs.h"
@@ -30,6 +32,8 @@
 PG_FUNCTION_INFO_V1(pg_attach_patrons);
 PG_FUNCTION_INFO_V1(pg_attach_cards);
 PG_FUNCTION_INFO_V1(pg_detach);
+PG_FUNCTION_INFO_V1(pg_attach_circulations);
+PG_FUNCTION_INFO_V1(pg_attach_money);
 
 /* Schema-qualified, quoted name of a relation. */
 char *
@@ -270,6 +274,8 @@ check_not_attached(Oid relid, const char *kind)
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("table \"%s\" is already attached as %s", get_rel_name(relid), current),
 				 errhint("Detach it first with patron_group.detach('%s').", qualified_relname(relid))));
+	if (strcmp(kind, "patrons") != 0 && strcmp(kind, "cards") != 0)
+		return;					/* several circulation and money tables are fine */
 	other = attached_table(kind);
 	if (OidIsValid(other))
 		ereport(ERROR,
@@ -336,11 +342,12 @@ validate_condition(Oid relid, const char *condition, const char *what)
 				 errmsg("%s must be a boolean expression, not type %s",
 						what, format_type_be(exprType(expr))),
 				 errdetail("Given: %s", condition)));
-	if (contain_volatile_functions(expr))
+	if (contain_mutable_functions(expr))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must not call volatile functions", what),
-				 errdetail("Given: %s", condition)));
+				 errmsg("%s must give the same answer for the same row whenever it is evaluated", what),
+				 errdetail("Given: %s", condition),
+				 errhint("Volatile and stable functions such as random() or now() are not allowed: counts are kept, not recomputed.")));
 	return deparse_expression(expr,
 							  deparse_context_for(get_rel_name(relid), relid),
 							  false, false);
@@ -361,47 +368,71 @@ create_barcode_index(Oid relid, const char *column)
 	return get_relname_relid(name, nsp);
 }
 
+/* Everything an attachment row records; NULL pointers are stored as NULL. */
+typedef struct AttachmentRow
+{
+	Oid			relid;
+	const char *kind;
+	const char *id_column;
+	const char *patron_column;
+	const char *barcode_column;
+	Datum		name_columns;	/* name[] or 0 */
+	Datum		clone_columns;	/* name[] or 0 */
+	const char *condition;
+	const char *due_column;
+	const char *lost_condition;
+	const char *money_kind;
+	const char *amount_column;
+	Oid			via_relid;
+	const char *via_id_column;
+	const char *via_patron_column;
+	Oid			barcode_index;
+} AttachmentRow;
+
 /* Record an attachment row (as the extension owner). */
 static void
-record_attachment(Oid relid, const char *kind, const char *id_column,
-				  const char *patron_column, const char *barcode_column,
-				  Datum name_columns, bool name_null, Datum clone_columns,
-				  const char *condition, Oid index)
+record_attachment(AttachmentRow *a)
 {
-	Oid			argtypes[9] = {OIDOID, TEXTOID, NAMEOID, NAMEOID, NAMEOID,
-	NAMEARRAYOID, NAMEARRAYOID, TEXTOID, OIDOID};
-	Datum		values[9];
-	char		nulls[9] = "         ";
+	Oid			argtypes[16] = {OIDOID, TEXTOID, NAMEOID, NAMEOID, NAMEOID,
+		NAMEARRAYOID, NAMEARRAYOID, TEXTOID, NAMEOID, TEXTOID, TEXTOID, NAMEOID,
+	OIDOID, NAMEOID, NAMEOID, OIDOID};
+	Datum		values[16];
+	char		nulls[17] = "                ";
 	OwnerContext oc;
 
-	values[0] = ObjectIdGetDatum(relid);
-	values[1] = CStringGetTextDatum(kind);
 #define NAME_OR_NULL(i, s) \
 	do { if (s) values[i] = DirectFunctionCall1(namein, CStringGetDatum(s)); \
 		 else nulls[i] = 'n'; } while (0)
-	NAME_OR_NULL(2, id_column);
-	NAME_OR_NULL(3, patron_column);
-	NAME_OR_NULL(4, barcode_column);
-	values[5] = name_columns;
-	if (name_null)
-		nulls[5] = 'n';
-	values[6] = clone_columns;
-	if (clone_columns == (Datum) 0)
-		nulls[6] = 'n';
-	if (condition)
-		values[7] = CStringGetTextDatum(condition);
-	else
-		nulls[7] = 'n';
-	values[8] = ObjectIdGetDatum(index);
-	if (!OidIsValid(index))
-		nulls[8] = 'n';
+#define TEXT_OR_NULL(i, s) \
+	do { if (s) values[i] = CStringGetTextDatum(s); else nulls[i] = 'n'; } while (0)
+#define DATUM_OR_NULL(i, d) \
+	do { values[i] = (d); if ((d) == (Datum) 0) nulls[i] = 'n'; } while (0)
+
+	values[0] = ObjectIdGetDatum(a->relid);
+	values[1] = CStringGetTextDatum(a->kind);
+	NAME_OR_NULL(2, a->id_column);
+	NAME_OR_NULL(3, a->patron_column);
+	NAME_OR_NULL(4, a->barcode_column);
+	DATUM_OR_NULL(5, a->name_columns);
+	DATUM_OR_NULL(6, a->clone_columns);
+	TEXT_OR_NULL(7, a->condition);
+	NAME_OR_NULL(8, a->due_column);
+	TEXT_OR_NULL(9, a->lost_condition);
+	TEXT_OR_NULL(10, a->money_kind);
+	NAME_OR_NULL(11, a->amount_column);
+	DATUM_OR_NULL(12, ObjectIdGetDatum(a->via_relid));
+	NAME_OR_NULL(13, a->via_id_column);
+	NAME_OR_NULL(14, a->via_patron_column);
+	DATUM_OR_NULL(15, ObjectIdGetDatum(a->barcode_index));
 
 	become_extension_owner(&oc);
 	if (SPI_execute_with_args("INSERT INTO " PG_SCHEMA ".attachments (relid, kind, id_column, "
 							  "patron_column, barcode_column, name_columns, clone_columns, "
-							  "condition, barcode_index) VALUES ($1::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, $8, "
-							  "$9::pg_catalog.regclass)",
-							  9, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
+							  "condition, due_column, lost_condition, money_kind, amount_column, "
+							  "via_relid, via_id_column, via_patron_column, barcode_index) "
+							  "VALUES ($1::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
+							  "$11, $12, $13::pg_catalog.regclass, $14, $15, $16::pg_catalog.regclass)",
+							  16, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record the attachment");
 	restore_user(&oc);
 }
@@ -485,9 +516,13 @@ pg_attach_patrons(PG_FUNCTION_ARGS)
 					  "FOR EACH STATEMENT EXECUTE FUNCTION " PG_SCHEMA ".patrons_trigger(%s)",
 					  relname, quote_literal_cstr(id_column)));
 
-	record_attachment(relid, "patrons", id_column, NULL, barcode_column,
-					  name_columns, name_columns == (Datum) 0, clone_columns,
-					  NULL, index);
+	{
+		AttachmentRow a = {.relid = relid,.kind = "patrons",.id_column = id_column,
+			.barcode_column = barcode_column,.name_columns = name_columns,
+		.clone_columns = clone_columns,.barcode_index = index};
+
+		record_attachment(&a);
+	}
 
 	become_extension_owner(&oc);
 	spi_exec(psprintf("INSERT INTO " PG_SCHEMA ".accounts (patron_id) "
@@ -528,10 +563,27 @@ pg_attach_cards(PG_FUNCTION_ARGS)
 									   "active_when");
 
 	index = create_barcode_index(relid, barcode_column);
-	record_attachment(relid, "cards", NULL, patron_column, barcode_column,
-					  (Datum) 0, true, (Datum) 0, condition, index);
+	{
+		AttachmentRow a = {.relid = relid,.kind = "cards",.patron_column = patron_column,
+			.barcode_column = barcode_column,.condition = condition,
+		.barcode_index = index};
+
+		record_attachment(&a);
+	}
 	SPI_finish();
 	PG_RETURN_VOID();
+}
+
+static const char *const via_triggers[] = {"patron_group_via_delete",
+"patron_group_via_update", "patron_group_via_truncate"};
+
+/* Drop the triggers of a transaction table that money was resolved through. */
+static void
+drop_via_triggers(Oid via)
+{
+	for (size_t i = 0; i < lengthof(via_triggers); i++)
+		if (OidIsValid(get_trigger_oid(via, via_triggers[i], true)))
+			spi_exec(psprintf("DROP TRIGGER %s ON %s", via_triggers[i], qualified_relname(via)));
 }
 
 /* detach(): undo an attach. */
@@ -587,6 +639,29 @@ pg_detach(PG_FUNCTION_ARGS)
 			spi_exec(psprintf("DROP TRIGGER IF EXISTS %s ON %s", triggers[i], relname));
 	}
 
+	if (strcmp(kind, "circulations") == 0 || strcmp(kind, "money") == 0)
+	{
+		static const char *const triggers[] = {"patron_group_totals_insert",
+			"patron_group_totals_update", "patron_group_totals_delete",
+		"patron_group_totals_truncate"};
+		Datum		via;
+
+		spi_exec(psprintf("LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE", relname));
+		for (size_t i = 0; i < lengthof(triggers); i++)
+			spi_exec(psprintf("DROP TRIGGER IF EXISTS %s ON %s", triggers[i], relname));
+
+		/* the transaction table's triggers go with the last money table using it */
+		if (SPI_execute_with_args("SELECT via_relid::pg_catalog.oid FROM " PG_SCHEMA ".attachments a "
+								  "WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass AND via_relid IS NOT NULL "
+								  "AND NOT EXISTS (SELECT FROM " PG_SCHEMA ".attachments b WHERE b.via_relid OPERATOR(pg_catalog.=) a.via_relid "
+								  "AND b.relid OPERATOR(pg_catalog.<>) a.relid)",
+								  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read patron_group.attachments");
+		via = SPI_processed ? SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull) : (Datum) 0;
+		if (via != (Datum) 0)
+			drop_via_triggers(DatumGetObjectId(via));
+	}
+
 	become_extension_owner(&oc);
 	history_context_set(NULL, "patron table detached");
 	if (SPI_execute_with_args("DELETE FROM " PG_SCHEMA ".attachments "
@@ -598,8 +673,252 @@ pg_detach(PG_FUNCTION_ARGS)
 		spi_exec("DELETE FROM " PG_SCHEMA ".accounts");
 		spi_exec("DELETE FROM " PG_SCHEMA ".groups");
 	}
+	else if (strcmp(kind, "circulations") == 0 || strcmp(kind, "money") == 0)
+		(void) rebuild_totals(NULL);	/* take the table's share out of the totals */
 	history_context_clear();
 	restore_user(&oc);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* A column holding a due date: date or timestamp. */
+static void
+check_due_column(Oid relid, const char *column)
+{
+	Oid			type = get_atttype(relid, check_column(relid, column, "due column"));
+
+	if (type != TIMESTAMPTZOID && type != TIMESTAMPOID && type != DATEOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("due column \"%s\" of relation \"%s\" has type %s, but must be a date or timestamp",
+						column, get_rel_name(relid), format_type_be(type))));
+}
+
+/* A column holding an amount of money: any numeric type. */
+static void
+check_amount_column(Oid relid, const char *column)
+{
+	Oid			type = get_atttype(relid, check_column(relid, column, "amount column"));
+	char		category;
+	bool		preferred;
+
+	get_type_category_preferred(getBaseType(type), &category, &preferred);
+	if (category != TYPCATEGORY_NUMERIC)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("amount column \"%s\" of relation \"%s\" has type %s, but must be numeric",
+						column, get_rel_name(relid), format_type_be(type))));
+}
+
+/*
+ * Refuse a table whose rows another attached circulation or money table
+ * already sees through inheritance or partitioning: its rows would count
+ * twice.
+ */
+static void
+check_no_overlap(Oid relid)
+{
+	List	   *mine = find_all_inheritors(relid, NoLock, NULL);
+
+	if (SPI_execute("SELECT relid::pg_catalog.oid FROM " PG_SCHEMA ".attachments "
+					"WHERE kind OPERATOR(pg_catalog.=) ANY ('{circulations,money}')", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read patron_group.attachments");
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		Oid			other = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[r],
+														   SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (list_member_oid(mine, other) ||
+			list_member_oid(find_all_inheritors(other, NoLock, NULL), relid))
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_OBJECT),
+					 errmsg("table \"%s\" shares rows with attached table \"%s\" through inheritance or partitioning",
+							get_rel_name(relid), get_rel_name(other)),
+					 errhint("Attach either the parent or its children, not both.")));
+	}
+}
+
+/* Warn when no index leads with a column that lookups filter on. */
+static void
+warn_missing_index(Oid relid, const char *column, const char *why)
+{
+	Oid			types[2] = {OIDOID, INT2OID};
+	Datum		values[2] = {ObjectIdGetDatum(relid), Int16GetDatum(get_attnum(relid, column))};
+
+	if (SPI_execute_with_args("SELECT FROM pg_catalog.pg_index WHERE indrelid OPERATOR(pg_catalog.=) $1 "
+							  "AND indkey[0] OPERATOR(pg_catalog.=) $2",
+							  2, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pg_index");
+	if (SPI_processed == 0)
+		ereport(WARNING,
+				(errmsg("no index on column \"%s\" of relation \"%s\"", column, get_rel_name(relid)),
+				 errdetail("%s", why),
+				 errhint("CREATE INDEX ON %s (%s);", qualified_relname(relid), quote_identifier(column))));
+}
+
+/* Create the totals triggers of a circulation or money table. */
+static void
+create_totals_triggers(const char *relname)
+{
+	spi_exec(psprintf("CREATE TRIGGER patron_group_totals_insert AFTER INSERT ON %s "
+					  "REFERENCING NEW TABLE AS patron_group_new FOR EACH STATEMENT "
+					  "EXECUTE FUNCTION " PG_SCHEMA ".totals_trigger()", relname));
+	spi_exec(psprintf("CREATE TRIGGER patron_group_totals_update AFTER UPDATE ON %s "
+					  "REFERENCING OLD TABLE AS patron_group_old NEW TABLE AS patron_group_new "
+					  "FOR EACH STATEMENT EXECUTE FUNCTION " PG_SCHEMA ".totals_trigger()", relname));
+	spi_exec(psprintf("CREATE TRIGGER patron_group_totals_delete AFTER DELETE ON %s "
+					  "REFERENCING OLD TABLE AS patron_group_old FOR EACH STATEMENT "
+					  "EXECUTE FUNCTION " PG_SCHEMA ".totals_trigger()", relname));
+	spi_exec(psprintf("CREATE TRIGGER patron_group_totals_truncate AFTER TRUNCATE ON %s "
+					  "FOR EACH STATEMENT EXECUTE FUNCTION " PG_SCHEMA ".totals_trigger()", relname));
+}
+
+/* Record the attachment and compute the initial totals, as the extension owner. */
+static void
+finish_totals_attach(AttachmentRow *a)
+{
+	OwnerContext oc;
+
+	record_attachment(a);
+	become_extension_owner(&oc);
+	(void) rebuild_totals(NULL);
+	restore_user(&oc);
+}
+
+/* Common checks of a circulation or money table; returns its relid. */
+static Oid
+check_totals_table(FunctionCallInfo fcinfo, const char *kind)
+{
+	Oid			relid = check_table(PG_GETARG_OID(0));
+
+	if (!OidIsValid(attached_table("patrons")))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no patron table is attached"),
+				 errhint("Attach the patron table with patron_group.attach_patrons() first.")));
+	check_not_attached(relid, kind);
+	check_no_overlap(relid);
+	return relid;
+}
+
+/* attach_circulations(): loans, open or closed, and which are lost. */
+Datum
+pg_attach_circulations(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	char	   *patron_column;
+	char	   *due_column;
+	char	   *open_when;
+	char	   *lost_when;
+	char	   *relname;
+
+	require_arg(fcinfo, 0, "circulation_table");
+	require_arg(fcinfo, 1, "patron_column");
+	require_arg(fcinfo, 2, "due_column");
+	require_arg(fcinfo, 3, "open_when");
+	require_arg(fcinfo, 4, "lost_when");
+	patron_column = NameStr(*PG_GETARG_NAME(1));
+	due_column = NameStr(*PG_GETARG_NAME(2));
+
+	SPI_connect();
+	relid = check_totals_table(fcinfo, "circulations");
+	check_id_column(relid, patron_column, "patron column");
+	check_due_column(relid, due_column);
+	open_when = validate_condition(relid, text_to_cstring(PG_GETARG_TEXT_PP(3)), "open_when");
+	lost_when = validate_condition(relid, text_to_cstring(PG_GETARG_TEXT_PP(4)), "lost_when");
+
+	relname = qualified_relname(relid);
+	spi_exec(psprintf("LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE", relname));
+	warn_missing_index(relid, patron_column,
+					   "Overdue counts and member lists look up loans by patron.");
+	create_totals_triggers(relname);
+	{
+		AttachmentRow a = {.relid = relid,.kind = "circulations",
+			.patron_column = patron_column,.due_column = due_column,
+		.condition = open_when,.lost_condition = lost_when};
+
+		finish_totals_attach(&a);
+	}
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* attach_money(): charges, payments, or both with signed amounts. */
+Datum
+pg_attach_money(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	char	   *kind;
+	char	   *amount_column;
+	char	   *patron_column;
+	Oid			via = InvalidOid;
+	char	   *via_id = NULL;
+	char	   *via_patron = NULL;
+	char	   *counts_when;
+	char	   *relname;
+
+	require_arg(fcinfo, 0, "money_table");
+	require_arg(fcinfo, 1, "kind");
+	require_arg(fcinfo, 2, "amount_column");
+	require_arg(fcinfo, 3, "patron_column");
+	require_arg(fcinfo, 7, "counts_when");
+	kind = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	amount_column = NameStr(*PG_GETARG_NAME(2));
+	patron_column = NameStr(*PG_GETARG_NAME(3));
+	if (strcmp(kind, "charge") != 0 && strcmp(kind, "payment") != 0 && strcmp(kind, "signed") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("kind must be charge, payment or signed, not \"%s\"", kind),
+				 errhint("Use signed for a table holding both, charges positive and credits negative.")));
+
+	SPI_connect();
+	relid = check_totals_table(fcinfo, "money");
+	check_amount_column(relid, amount_column);
+	check_id_column(relid, patron_column, via == InvalidOid && PG_ARGISNULL(4) ?
+					"patron column" : "transaction column");
+	if (!PG_ARGISNULL(4))
+	{
+		require_arg(fcinfo, 5, "via_id_column");
+		require_arg(fcinfo, 6, "via_patron_column");
+		via = check_table(PG_GETARG_OID(4));
+		via_id = NameStr(*PG_GETARG_NAME(5));
+		via_patron = NameStr(*PG_GETARG_NAME(6));
+		check_id_column(via, via_id, "via_id_column");
+		check_id_column(via, via_patron, "via_patron_column");
+	}
+	counts_when = validate_condition(relid, text_to_cstring(PG_GETARG_TEXT_PP(7)), "counts_when");
+
+	relname = qualified_relname(relid);
+	spi_exec(psprintf("LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE", relname));
+	warn_missing_index(relid, patron_column,
+					   via ? "A patron merge looks up money by transaction." :
+					   "Rebuilding a patron's totals looks up money by patron.");
+	create_totals_triggers(relname);
+	if (OidIsValid(via))
+	{
+		char	   *vname = qualified_relname(via);
+
+		spi_exec(psprintf("LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE", vname));
+		warn_missing_index(via, via_id, "Money is resolved to patrons through this column.");
+		drop_via_triggers(via);
+		CommandCounterIncrement();
+		spi_exec(psprintf("CREATE TRIGGER %s BEFORE DELETE ON %s FOR EACH ROW "
+						  "EXECUTE FUNCTION " PG_SCHEMA ".via_trigger()", via_triggers[0], vname));
+		spi_exec(psprintf("CREATE TRIGGER %s AFTER UPDATE ON %s "
+						  "REFERENCING OLD TABLE AS patron_group_old NEW TABLE AS patron_group_new "
+						  "FOR EACH STATEMENT EXECUTE FUNCTION " PG_SCHEMA ".via_trigger()",
+						  via_triggers[1], vname));
+		spi_exec(psprintf("CREATE TRIGGER %s AFTER TRUNCATE ON %s FOR EACH STATEMENT "
+						  "EXECUTE FUNCTION " PG_SCHEMA ".via_trigger()", via_triggers[2], vname));
+	}
+	{
+		AttachmentRow a = {.relid = relid,.kind = "money",.patron_column = patron_column,
+			.condition = counts_when,.money_kind = kind,.amount_column = amount_column,
+		.via_relid = via,.via_id_column = via_id,.via_patron_column = via_patron};
+
+		finish_totals_attach(&a);
+	}
 	SPI_finish();
 	PG_RETURN_VOID();
 }

@@ -555,16 +555,29 @@ pg_group_members(PG_FUNCTION_ARGS)
 	/* read with the caller's rights, like every lookup */
 	SPI_connect();
 	map = load_patron_map(false);
-	sql = psprintf("SELECT * FROM (SELECT g.group_id, g.label, g.created_at, a.patron_id, %s, "
-				   "%s AS display_name, a.is_lead "
+	sql = psprintf("WITH m AS (SELECT a.group_id, a.patron_id, %s AS barcode, %s AS display_name, "
+				   "a.is_lead, a.items_out, (%s)::pg_catalog.int8 AS items_overdue, a.items_lost, "
+				   "a.amount_billed OPERATOR(pg_catalog.-) a.amount_paid AS balance_owed "
 				   "FROM " PG_SCHEMA ".accounts a "
 				   "JOIN %s p ON p.%s OPERATOR(pg_catalog.=) a.patron_id "
-				   "LEFT JOIN " PG_SCHEMA ".groups g ON g.group_id OPERATOR(pg_catalog.=) a.group_id "
 				   "WHERE a.patron_id OPERATOR(pg_catalog.=) $1 "
 				   "OR a.group_id OPERATOR(pg_catalog.=) (SELECT group_id FROM " PG_SCHEMA ".accounts "
-				   "WHERE patron_id OPERATOR(pg_catalog.=) $1)) m "
-				   "ORDER BY m.is_lead DESC, m.display_name COLLATE \"und-x-icu\", m.patron_id",
+				   "WHERE patron_id OPERATOR(pg_catalog.=) $1)) "
+				   "SELECT * FROM ("
+				   "SELECT g.group_id, g.label, g.created_at, m.patron_id AS member_id, m.barcode, "
+				   "m.display_name, m.is_lead, m.items_out, m.items_overdue, m.items_lost, m.balance_owed, 0 AS ord "
+				   "FROM m LEFT JOIN " PG_SCHEMA ".groups g ON g.group_id OPERATOR(pg_catalog.=) m.group_id "
+				   "UNION ALL "
+				   "SELECT g.group_id, g.label, g.created_at, NULL, NULL, 'Group total', NULL, "
+				   "COALESCE(g.items_out, pg_catalog.sum(m.items_out)::pg_catalog.int8), "
+				   "pg_catalog.sum(m.items_overdue)::pg_catalog.int8, "
+				   "COALESCE(g.items_lost, pg_catalog.sum(m.items_lost)::pg_catalog.int8), "
+				   "COALESCE(g.amount_billed OPERATOR(pg_catalog.-) g.amount_paid, pg_catalog.sum(m.balance_owed)), 1 "
+				   "FROM m LEFT JOIN " PG_SCHEMA ".groups g ON g.group_id OPERATOR(pg_catalog.=) m.group_id "
+				   "GROUP BY g.group_id HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0) x "
+				   "ORDER BY x.ord, x.is_lead DESC, x.display_name COLLATE \"und-x-icu\", x.member_id",
 				   barcode_sql(map, "p"), display_name_sql(map, "p"),
+				   overdue_sql(load_totals_sources(InvalidOid), "a.patron_id"),
 				   map->relname, map->id_column);
 	spi_run(sql, 1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -573,10 +586,10 @@ pg_group_members(PG_FUNCTION_ARGS)
 				 errmsg("patron " INT64_FORMAT " does not exist", patron)));
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
-		Datum		row[7];
-		bool		nulls[7];
+		Datum		row[11];
+		bool		nulls[11];
 
-		for (int c = 0; c < 7; c++)
+		for (int c = 0; c < 11; c++)
 			row[c] = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, c + 1, &nulls[c]);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, nulls);
 	}

@@ -7,6 +7,7 @@
 
 #include "fmgr.h"
 #include "nodes/pg_list.h"
+#include "utils/array.h"
 
 #define PG_SCHEMA "patron_group"
 
@@ -26,6 +27,26 @@ typedef struct PatronMap
 	char	   *card_barcode_column;
 	char	   *card_condition; /* NULL or a validated boolean expression */
 } PatronMap;
+
+/* An attached circulation or money table, as read from attachments. */
+typedef struct TotalsSource
+{
+	Oid			relid;
+	char	   *relname;		/* schema-qualified, quoted */
+	bool		is_money;
+	char	   *patron_column;	/* quoted: the patron, or the transaction */
+	char	   *due_column;		/* quoted; circulations */
+	char	   *condition;		/* open_when or counts_when */
+	char	   *lost_condition; /* circulations */
+	char	   *money_kind;		/* charge, payment, signed */
+	char	   *amount_column;	/* quoted */
+	Oid			via_relid;		/* InvalidOid: patron_column names the patron */
+	char	   *via_relname;
+	char	   *via_id_name;	/* unquoted */
+	char	   *via_patron_name;	/* unquoted */
+	char	   *via_id_column;	/* quoted */
+	char	   *via_patron_column;	/* quoted */
+} TotalsSource;
 
 /* Saved user and security context while running as the extension owner. */
 typedef struct OwnerContext
@@ -49,6 +70,15 @@ extern PatronMap *load_patron_map(bool missing_ok);
 extern char *display_name_sql(PatronMap *map, const char *alias);
 extern char *barcode_sql(PatronMap *map, const char *alias);
 extern char *qualified_relname(Oid relid);
+
+/* totals.c */
+extern List *load_totals_sources(Oid via_relid);
+extern char *expected_totals_sql(List *sources, const char *patron_filter);
+extern char *overdue_sql(List *sources, const char *patron_expr);
+extern void apply_deltas_from_result(void);
+
+/* verify.c */
+extern uint64 rebuild_totals(ArrayType *patron_ids);
 
 /* barcode.c */
 extern int64 resolve_barcode_internal(PatronMap *map, text *barcode, bool missing_ok);

@@ -1,0 +1,660 @@
+/*
+ * totals.c
+ *		Exact circulation and billing totals per patron and per group, kept by
+ *		statement-level triggers on the library system's own tables.
+ *
+ * The design, and why.
+ *
+ * Each attached circulation or money table carries AFTER ... FOR EACH
+ * STATEMENT triggers with transition tables.  A statement, whether it touches
+ * one row or a million, is turned into one delta per patron by a single
+ * aggregate query over the transition tables (new rows count plus, old rows
+ * count minus, so an UPDATE that moves a loan from one patron to another, as
+ * a patron merge does, moves it; an UPDATE that changes nothing that counts
+ * nets to zero and is dropped).  The deltas are then applied in one pass:
+ *
+ *	 1. lock the account rows, in patron_id order (only when there are
+ *		several patrons: one row needs no ordering);
+ *	 2. one UPDATE of patron_group.accounts adds every patron's delta and
+ *		returns each patron's current group_id; the row lock makes a
+ *		concurrent move wait for us, or us for it, and READ COMMITTED then
+ *		sees the group the move left;
+ *	 3. lock the group rows, in group_id order (again only when several);
+ *	 4. one UPDATE of patron_group.groups adds the per-group sums.
+ *
+ * That is the lock order every path of the extension follows (accounts by
+ * patron_id, then groups by group_id; see groups.c), so a checkout, a
+ * payment, a move and a rebuild never deadlock through the extension.
+ *
+ * Money that names a transaction rather than a patron (Evergreen's billing
+ * points at a billable transaction whose row names the patron) is resolved
+ * through that table with FOR SHARE on the transaction rows, so a patron
+ * merge that reassigns the transaction waits for the bill, or the bill for
+ * the merge, and the money always follows the transaction.  The transaction
+ * table gets triggers of its own (via_trigger): an UPDATE that changes its
+ * patron moves the money of those transactions; a DELETE subtracts it before
+ * the row goes (a cascaded delete of the bills then finds no transaction and
+ * counts nothing); a TRUNCATE rebuilds.
+ *
+ * Plans are prepared once per backend and table, and dropped when the
+ * table's relcache entry is invalidated (CREATE or DROP TRIGGER, ALTER
+ * TABLE).  All writes run as the extension owner.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "patron_group.h"
+
+PG_FUNCTION_INFO_V1(pg_totals_trigger);
+PG_FUNCTION_INFO_V1(pg_via_trigger);
+
+/* The kept plans of one attached table. */
+typedef struct TotalsPlans
+{
+	Oid			relid;			/* hash key */
+	bool		valid;
+	SPIPlanPtr	insert_plan;
+	SPIPlanPtr	update_plan;
+	SPIPlanPtr	delete_plan;
+} TotalsPlans;
+
+static HTAB *plans_by_table = NULL;
+
+/* Forget the plans of a table whose definition or triggers changed. */
+static void
+invalidate_plans(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	TotalsPlans *entry;
+
+	if (plans_by_table == NULL)
+		return;
+	hash_seq_init(&status, plans_by_table);
+	while ((entry = hash_seq_search(&status)) != NULL)
+		if (relid == InvalidOid || entry->relid == relid)
+			entry->valid = false;
+}
+
+/* The cached plans of a table, creating the cache on first use. */
+static TotalsPlans *
+plans_for(Oid relid)
+{
+	TotalsPlans *entry;
+	bool		found;
+
+	if (plans_by_table == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(TotalsPlans);
+		plans_by_table = hash_create("patron_group totals plans", 16, &ctl,
+									 HASH_ELEM | HASH_BLOBS);
+		CacheRegisterRelcacheCallback(invalidate_plans, (Datum) 0);
+	}
+	entry = hash_search(plans_by_table, &relid, HASH_ENTER, &found);
+	if (!found || !entry->valid)
+	{
+		if (found)
+		{
+			if (entry->insert_plan)
+				SPI_freeplan(entry->insert_plan);
+			if (entry->update_plan)
+				SPI_freeplan(entry->update_plan);
+			if (entry->delete_plan)
+				SPI_freeplan(entry->delete_plan);
+		}
+		entry->insert_plan = entry->update_plan = entry->delete_plan = NULL;
+		entry->valid = true;
+	}
+	return entry;
+}
+
+/* Text of column 'col' of SPI row 'row', or NULL. */
+static char *
+spi_text_at(uint64 row, int col)
+{
+	return SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
+}
+
+/* Quote an identifier that may be NULL. */
+static char *
+quote_or_null(char *s)
+{
+	return s ? (char *) quote_identifier(s) : NULL;
+}
+
+#define SOURCE_COLUMNS \
+	"relid::pg_catalog.oid, kind, patron_column, due_column, condition, " \
+	"lost_condition, money_kind, amount_column, via_relid::pg_catalog.oid, " \
+	"via_id_column, via_patron_column"
+
+/* A TotalsSource from the current SPI result's row. */
+static TotalsSource *
+source_from_row(uint64 row)
+{
+	TotalsSource *s = palloc0(sizeof(TotalsSource));
+	bool		isnull;
+	Datum		via;
+
+	s->relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1, &isnull));
+	s->relname = qualified_relname(s->relid);
+	s->is_money = strcmp(spi_text_at(row, 2), "money") == 0;
+	s->patron_column = quote_or_null(spi_text_at(row, 3));
+	s->due_column = quote_or_null(spi_text_at(row, 4));
+	s->condition = spi_text_at(row, 5);
+	s->lost_condition = spi_text_at(row, 6);
+	s->money_kind = spi_text_at(row, 7);
+	s->amount_column = quote_or_null(spi_text_at(row, 8));
+	via = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 9, &isnull);
+	if (!isnull)
+	{
+		s->via_relid = DatumGetObjectId(via);
+		s->via_relname = qualified_relname(s->via_relid);
+		s->via_id_name = spi_text_at(row, 10);
+		s->via_patron_name = spi_text_at(row, 11);
+		s->via_id_column = quote_or_null(s->via_id_name);
+		s->via_patron_column = quote_or_null(s->via_patron_name);
+	}
+	return s;
+}
+
+/*
+ * The attached circulation and money tables (all of them, or only those
+ * whose transactions live in via_relid).  The caller is connected to SPI.
+ */
+List *
+load_totals_sources(Oid via_relid)
+{
+	List	   *result = NIL;
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(via_relid)};
+
+	if (SPI_execute_with_args("SELECT " SOURCE_COLUMNS " FROM " PG_SCHEMA ".attachments "
+							  "WHERE kind OPERATOR(pg_catalog.=) ANY ('{circulations,money}') "
+							  "AND ($1 OPERATOR(pg_catalog.=) 0 OR via_relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass) "
+							  "ORDER BY relid::pg_catalog.oid",
+							  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read patron_group.attachments");
+	for (uint64 r = 0; r < SPI_processed; r++)
+		result = lappend(result, source_from_row(r));
+	return result;
+}
+
+/* The attachment of one table, or NULL. */
+static TotalsSource *
+load_totals_source(Oid relid)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+
+	if (SPI_execute_with_args("SELECT " SOURCE_COLUMNS " FROM " PG_SCHEMA ".attachments "
+							  "WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass "
+							  "AND kind OPERATOR(pg_catalog.=) ANY ('{circulations,money}')",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read patron_group.attachments");
+	return SPI_processed == 1 ? source_from_row(0) : NULL;
+}
+
+/*
+ * SQL selecting, for every row of 'from' (a table, or a transition table)
+ * seen as alias r: k (the patron, or the transaction for money via a
+ * transaction table) and the row's contribution o (items out), l (lost),
+ * b (billed), y (paid).  The conditions are evaluated over r alone.
+ */
+static char *
+row_values_sql(TotalsSource *s, const char *from, const char *where)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT r.%s AS k, ", s->patron_column);
+	if (!s->is_money)
+		appendStringInfo(&sql,
+						 "CASE WHEN (%s) THEN 1 ELSE 0 END AS o, "
+						 "CASE WHEN (%s) AND (%s) THEN 1 ELSE 0 END AS l, "
+						 "0::pg_catalog.numeric AS b, 0::pg_catalog.numeric AS y",
+						 s->condition, s->condition, s->lost_condition);
+	else if (strcmp(s->money_kind, "signed") == 0)
+		appendStringInfo(&sql,
+						 "0 AS o, 0 AS l, "
+						 "CASE WHEN (%s) AND r.%s OPERATOR(pg_catalog.>) 0 THEN r.%s::pg_catalog.numeric ELSE 0 END AS b, "
+						 "CASE WHEN (%s) AND r.%s OPERATOR(pg_catalog.<) 0 THEN OPERATOR(pg_catalog.-) r.%s::pg_catalog.numeric ELSE 0 END AS y",
+						 s->condition, s->amount_column, s->amount_column,
+						 s->condition, s->amount_column, s->amount_column);
+	else
+		appendStringInfo(&sql,
+						 "0 AS o, 0 AS l, %s AS b, %s AS y",
+						 strcmp(s->money_kind, "charge") == 0 ?
+						 psprintf("CASE WHEN (%s) THEN r.%s::pg_catalog.numeric ELSE 0 END",
+								  s->condition, s->amount_column) : "0::pg_catalog.numeric",
+						 strcmp(s->money_kind, "payment") == 0 ?
+						 psprintf("CASE WHEN (%s) THEN r.%s::pg_catalog.numeric ELSE 0 END",
+								  s->condition, s->amount_column) : "0::pg_catalog.numeric");
+	appendStringInfo(&sql, " FROM %s r", from);
+	if (where)
+		appendStringInfo(&sql, " WHERE %s", where);
+	return sql.data;
+}
+
+/*
+ * SQL giving each row's patron p and contribution, sign applied.  Money via a
+ * transaction table joins it, locking the transaction rows when lock is set.
+ */
+static char *
+patron_values_sql(TotalsSource *s, const char *from, const char *where,
+				  bool negate, bool lock)
+{
+	const char *sign = negate ? "OPERATOR(pg_catalog.-) " : "";
+
+	if (s->via_relid == InvalidOid)
+		return psprintf("SELECT x.k::pg_catalog.int8 AS p, %sx.o AS o, %sx.l AS l, %sx.b AS b, %sx.y AS y "
+						"FROM (%s) x",
+						sign, sign, sign, sign, row_values_sql(s, from, where));
+	return psprintf("SELECT * FROM (SELECT v.%s::pg_catalog.int8 AS p, %sx.o AS o, %sx.l AS l, %sx.b AS b, %sx.y AS y "
+					"FROM (%s) x JOIN %s v ON v.%s OPERATOR(pg_catalog.=) x.k%s) z",
+					s->via_patron_column, sign, sign, sign, sign,
+					row_values_sql(s, from, where), s->via_relname, s->via_id_column,
+					lock ? " FOR SHARE OF v" : "");
+}
+
+/* Wrap per-row values into per-patron sums, dropping patrons that net to zero. */
+static char *
+aggregate_sql(const char *rows)
+{
+	return psprintf("SELECT d.p, pg_catalog.sum(d.o)::pg_catalog.int8, pg_catalog.sum(d.l)::pg_catalog.int8, "
+					"pg_catalog.sum(d.b), pg_catalog.sum(d.y) FROM (%s) d "
+					"WHERE d.p IS NOT NULL GROUP BY d.p "
+					"HAVING pg_catalog.sum(d.o) OPERATOR(pg_catalog.<>) 0 "
+					"OR pg_catalog.sum(d.l) OPERATOR(pg_catalog.<>) 0 "
+					"OR pg_catalog.sum(d.b) OPERATOR(pg_catalog.<>) 0 "
+					"OR pg_catalog.sum(d.y) OPERATOR(pg_catalog.<>) 0 "
+					"ORDER BY d.p", rows);
+}
+
+/* SQL for the per-patron expected totals over whole tables (verify, rebuild). */
+char *
+expected_totals_sql(List *sources, const char *patron_filter)
+{
+	StringInfoData rows;
+	ListCell   *lc;
+
+	initStringInfo(&rows);
+	foreach(lc, sources)
+	{
+		TotalsSource *s = lfirst(lc);
+		char	   *where = NULL;
+		char	   *part;
+
+		if (patron_filter && s->via_relid == InvalidOid)
+			where = psprintf("r.%s OPERATOR(pg_catalog.=) ANY (%s)", s->patron_column, patron_filter);
+		part = patron_values_sql(s, s->relname, where, false, false);
+		if (patron_filter && s->via_relid != InvalidOid)
+			part = psprintf("%s WHERE z.p OPERATOR(pg_catalog.=) ANY (%s)", part, patron_filter);
+		appendStringInfo(&rows, "%s%s", rows.len ? " UNION ALL " : "", part);
+	}
+	if (rows.len == 0)
+		appendStringInfoString(&rows, "SELECT NULL::pg_catalog.int8 AS p, 0 AS o, 0 AS l, "
+							   "0::pg_catalog.numeric AS b, 0::pg_catalog.numeric AS y WHERE false");
+	return psprintf("SELECT d.p, pg_catalog.sum(d.o)::pg_catalog.int8 AS o, "
+					"pg_catalog.sum(d.l)::pg_catalog.int8 AS l, pg_catalog.sum(d.b) AS b, "
+					"pg_catalog.sum(d.y) AS y FROM (%s) d WHERE d.p IS NOT NULL GROUP BY d.p",
+					rows.data);
+}
+
+/*
+ * SQL counting the overdue loans of the patron patron_expr at read time: open,
+ * not lost, due before now.  Overdue depends on the clock, not on a row
+ * change, so it is never stored.
+ */
+char *
+overdue_sql(List *sources, const char *patron_expr)
+{
+	StringInfoData sql;
+	ListCell   *lc;
+
+	initStringInfo(&sql);
+	foreach(lc, sources)
+	{
+		TotalsSource *s = lfirst(lc);
+
+		if (s->is_money)
+			continue;
+		appendStringInfo(&sql, "%s(SELECT pg_catalog.count(*) FROM %s r "
+						 "WHERE r.%s OPERATOR(pg_catalog.=) %s AND (%s) "
+						 "AND NOT COALESCE((%s), false) "
+						 "AND r.%s OPERATOR(pg_catalog.<) pg_catalog.now())",
+						 sql.len ? " OPERATOR(pg_catalog.+) " : "",
+						 s->relname, s->patron_column, patron_expr, s->condition,
+						 s->lost_condition, s->due_column);
+	}
+	if (sql.len == 0)
+		appendStringInfoString(&sql, "0::pg_catalog.int8");
+	return sql.data;
+}
+
+static SPIPlanPtr lock_accounts_plan;
+static SPIPlanPtr update_accounts_plan;
+static SPIPlanPtr lock_groups_plan;
+static SPIPlanPtr update_groups_plan;
+
+/* Prepare a plan once per backend and keep it. */
+static SPIPlanPtr
+keep(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
+{
+	if (*slot == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		*slot = plan;
+	}
+	return *slot;
+}
+
+/* An array Datum from n Datums of a type. */
+static Datum
+make_array(Datum *d, int n, Oid type)
+{
+	int16		len;
+	bool		byval;
+	char		align;
+
+	get_typlenbyvalalign(type, &len, &byval, &align);
+	return PointerGetDatum(construct_array(d, n, type, len, byval, align));
+}
+
+/*
+ * Apply the deltas of the current SPI result (rows of p, o, l, b, y sorted
+ * by p) to accounts and then groups, in the lock order described above.  The
+ * caller is connected to SPI and runs as the extension owner.
+ */
+void
+apply_deltas_from_result(void)
+{
+	uint64		n = SPI_processed;
+	SPITupleTable *tt = SPI_tuptable;
+	Datum	   *cols[5];
+	Oid			types[5] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID};
+	Oid			elemtypes[5] = {INT8OID, INT8OID, INT8OID, NUMERICOID, NUMERICOID};
+	Datum		args[5];
+	uint64		ngroups;
+
+	if (n == 0)
+		return;
+	for (int c = 0; c < 5; c++)
+	{
+		cols[c] = palloc(sizeof(Datum) * n);
+		for (uint64 r = 0; r < n; r++)
+		{
+			bool		isnull;
+
+			cols[c][r] = SPI_getbinval(tt->vals[r], tt->tupdesc, c + 1, &isnull);
+		}
+		args[c] = make_array(cols[c], (int) n, elemtypes[c]);
+	}
+
+	if (n > 1)
+	{
+		keep(&lock_accounts_plan,
+			 "SELECT NULL FROM " PG_SCHEMA ".accounts WHERE patron_id OPERATOR(pg_catalog.=) ANY ($1) "
+			 "ORDER BY patron_id FOR UPDATE", 1, types);
+		if (SPI_execute_plan(lock_accounts_plan, args, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not lock accounts");
+	}
+	keep(&update_accounts_plan,
+		 "WITH d AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
+		 "pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5)) AS d(p, o, l, b, y)), "
+		 "u AS (UPDATE " PG_SCHEMA ".accounts a SET "
+		 "items_out = a.items_out OPERATOR(pg_catalog.+) d.o, "
+		 "items_lost = a.items_lost OPERATOR(pg_catalog.+) d.l, "
+		 "amount_billed = a.amount_billed OPERATOR(pg_catalog.+) d.b, "
+		 "amount_paid = a.amount_paid OPERATOR(pg_catalog.+) d.y "
+		 "FROM d WHERE a.patron_id OPERATOR(pg_catalog.=) d.p "
+		 "RETURNING a.group_id, d.o, d.l, d.b, d.y) "
+		 "SELECT u.group_id, pg_catalog.sum(u.o)::pg_catalog.int8, pg_catalog.sum(u.l)::pg_catalog.int8, "
+		 "pg_catalog.sum(u.b), pg_catalog.sum(u.y) FROM u WHERE u.group_id IS NOT NULL "
+		 "GROUP BY u.group_id ORDER BY u.group_id",
+		 5, types);
+	if (SPI_execute_plan(update_accounts_plan, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not update account totals");
+
+	ngroups = SPI_processed;
+	if (ngroups == 0)
+		return;
+	tt = SPI_tuptable;
+	for (int c = 0; c < 5; c++)
+	{
+		for (uint64 r = 0; r < ngroups; r++)
+		{
+			bool		isnull;
+
+			cols[c][r] = SPI_getbinval(tt->vals[r], tt->tupdesc, c + 1, &isnull);
+		}
+		args[c] = make_array(cols[c], (int) ngroups, elemtypes[c]);
+	}
+	if (ngroups > 1)
+	{
+		keep(&lock_groups_plan,
+			 "SELECT NULL FROM " PG_SCHEMA ".groups WHERE group_id OPERATOR(pg_catalog.=) ANY ($1) "
+			 "ORDER BY group_id FOR UPDATE", 1, types);
+		if (SPI_execute_plan(lock_groups_plan, args, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not lock groups");
+	}
+	keep(&update_groups_plan,
+		 "UPDATE " PG_SCHEMA ".groups g SET "
+		 "items_out = g.items_out OPERATOR(pg_catalog.+) d.o, "
+		 "items_lost = g.items_lost OPERATOR(pg_catalog.+) d.l, "
+		 "amount_billed = g.amount_billed OPERATOR(pg_catalog.+) d.b, "
+		 "amount_paid = g.amount_paid OPERATOR(pg_catalog.+) d.y "
+		 "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), "
+		 "pg_catalog.unnest($4), pg_catalog.unnest($5)) AS d(g, o, l, b, y) "
+		 "WHERE g.group_id OPERATOR(pg_catalog.=) d.g",
+		 5, types);
+	if (SPI_execute_plan(update_groups_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update group totals");
+}
+
+/* Check that a trigger function was called as an AFTER statement trigger. */
+static TriggerData *
+statement_trigger_data(FunctionCallInfo fcinfo, const char *name)
+{
+	TriggerData *td;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s: not called by trigger manager", name)));
+	td = (TriggerData *) fcinfo->context;
+	if (!TRIGGER_FIRED_FOR_STATEMENT(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s must be fired FOR EACH STATEMENT", name),
+				 errhint("Create it with the patron_group.attach_*() functions.")));
+	return td;
+}
+
+/* The kept delta plan of a table for one trigger event. */
+static SPIPlanPtr
+delta_plan(TriggerData *td)
+{
+	TriggerEvent ev = td->tg_event;
+	TotalsPlans *plans = plans_for(RelationGetRelid(td->tg_relation));
+	SPIPlanPtr *slot;
+	TotalsSource *s;
+	char	   *rows;
+
+	if (TRIGGER_FIRED_BY_INSERT(ev))
+		slot = &plans->insert_plan;
+	else if (TRIGGER_FIRED_BY_UPDATE(ev))
+		slot = &plans->update_plan;
+	else
+		slot = &plans->delete_plan;
+	if (*slot)
+		return *slot;
+
+	s = load_totals_source(RelationGetRelid(td->tg_relation));
+	if (s == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("table \"%s\" is not attached", RelationGetRelationName(td->tg_relation)),
+				 errhint("Drop the trigger, or attach the table with patron_group.attach_circulations() or attach_money().")));
+	if (TRIGGER_FIRED_BY_INSERT(ev))
+		rows = patron_values_sql(s, "patron_group_new", NULL, false, true);
+	else if (TRIGGER_FIRED_BY_DELETE(ev))
+		rows = patron_values_sql(s, "patron_group_old", NULL, true, true);
+	else
+		rows = psprintf("%s UNION ALL %s",
+						patron_values_sql(s, "patron_group_new", NULL, false, true),
+						patron_values_sql(s, "patron_group_old", NULL, true, true));
+	*slot = SPI_prepare(aggregate_sql(rows), 0, NULL);
+	if (*slot == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(*slot);
+	return *slot;
+}
+
+/* totals_trigger: turn a statement on an attached table into per-patron deltas. */
+Datum
+pg_totals_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = statement_trigger_data(fcinfo, "totals_trigger");
+	OwnerContext oc;
+
+	SPI_connect();
+	SPI_register_trigger_data(td);
+	become_extension_owner(&oc);
+	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+		rebuild_totals(NULL);
+	else
+	{
+		if (SPI_execute_plan(delta_plan(td), NULL, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not compute totals for \"%s\"", RelationGetRelationName(td->tg_relation));
+		apply_deltas_from_result();
+	}
+	restore_user(&oc);
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * via_trigger: on a transaction table that money is resolved through.
+ * BEFORE DELETE (row): subtract the money of the transaction while its row
+ * still names the patron.  AFTER UPDATE (statement): move the money of the
+ * transactions whose patron changed.  AFTER TRUNCATE: rebuild.
+ */
+Datum
+pg_via_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *td;
+	TriggerEvent ev;
+	Oid			relid;
+	OwnerContext oc;
+	List	   *sources;
+	ListCell   *lc;
+	StringInfoData rows;
+	TotalsSource *first;
+	HeapTuple	result = NULL;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("via_trigger: not called by trigger manager")));
+	td = (TriggerData *) fcinfo->context;
+	ev = td->tg_event;
+	relid = RelationGetRelid(td->tg_relation);
+
+	SPI_connect();
+	SPI_register_trigger_data(td);
+	become_extension_owner(&oc);
+	sources = load_totals_sources(relid);
+	if (sources == NIL || TRIGGER_FIRED_BY_TRUNCATE(ev))
+	{
+		if (sources != NIL)
+			rebuild_totals(NULL);
+		restore_user(&oc);
+		SPI_finish();
+		return PointerGetDatum(TRIGGER_FIRED_FOR_ROW(ev) ? td->tg_trigtuple : NULL);
+	}
+	first = linitial(sources);
+
+	initStringInfo(&rows);
+	if (TRIGGER_FIRED_BY_DELETE(ev) && TRIGGER_FIRED_BEFORE(ev) && TRIGGER_FIRED_FOR_ROW(ev))
+	{
+		TupleDesc	desc = td->tg_relation->rd_att;
+		char	   *id = SPI_getvalue(td->tg_trigtuple, desc,
+									  SPI_fnumber(desc, first->via_id_name));
+		char	   *patron = SPI_getvalue(td->tg_trigtuple, desc,
+										  SPI_fnumber(desc, first->via_patron_name));
+
+		result = td->tg_trigtuple;
+		if (id && patron)
+		{
+			foreach(lc, sources)
+			{
+				TotalsSource *s = lfirst(lc);
+
+				appendStringInfo(&rows, "%sSELECT %s::pg_catalog.int8 AS p, OPERATOR(pg_catalog.-) x.o AS o, "
+								 "OPERATOR(pg_catalog.-) x.l AS l, OPERATOR(pg_catalog.-) x.b AS b, "
+								 "OPERATOR(pg_catalog.-) x.y AS y FROM (%s) x",
+								 rows.len ? " UNION ALL " : "", quote_literal_cstr(patron),
+								 row_values_sql(s, s->relname,
+												psprintf("r.%s OPERATOR(pg_catalog.=) %s",
+														 s->patron_column, quote_literal_cstr(id))));
+			}
+		}
+	}
+	else if (TRIGGER_FIRED_BY_UPDATE(ev) && TRIGGER_FIRED_AFTER(ev) && TRIGGER_FIRED_FOR_STATEMENT(ev))
+	{
+		char	   *changed = psprintf("SELECT o.%s AS id, o.%s::pg_catalog.int8 AS op, n.%s::pg_catalog.int8 AS np "
+									   "FROM patron_group_old o JOIN patron_group_new n "
+									   "ON o.%s OPERATOR(pg_catalog.=) n.%s "
+									   "WHERE o.%s IS DISTINCT FROM n.%s",
+									   first->via_id_column, first->via_patron_column,
+									   first->via_patron_column, first->via_id_column,
+									   first->via_id_column, first->via_patron_column,
+									   first->via_patron_column);
+
+		foreach(lc, sources)
+		{
+			TotalsSource *s = lfirst(lc);
+			char	   *vals = row_values_sql(s, s->relname,
+											  psprintf("r.%s OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT c.id FROM (%s) c))",
+													   s->patron_column, changed));
+
+			appendStringInfo(&rows, "%sSELECT c.np AS p, x.o, x.l, x.b, x.y FROM (%s) c JOIN (%s) x ON x.k OPERATOR(pg_catalog.=) c.id "
+							 "UNION ALL SELECT c.op, OPERATOR(pg_catalog.-) x.o, OPERATOR(pg_catalog.-) x.l, "
+							 "OPERATOR(pg_catalog.-) x.b, OPERATOR(pg_catalog.-) x.y FROM (%s) c JOIN (%s) x "
+							 "ON x.k OPERATOR(pg_catalog.=) c.id",
+							 rows.len ? " UNION ALL " : "", changed, vals, changed, vals);
+		}
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("via_trigger fired for an unexpected event"),
+				 errhint("Create it with patron_group.attach_money().")));
+
+	if (rows.len)
+	{
+		if (SPI_execute(aggregate_sql(rows.data), false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not compute totals for \"%s\"", RelationGetRelationName(td->tg_relation));
+		apply_deltas_from_result();
+	}
+	restore_user(&oc);
+	SPI_finish();
+	return PointerGetDatum(result);
+}
