@@ -2,6 +2,7 @@
 #
 #   make demo          sample library + the seed's scenario on a throwaway server
 #   make test          every test suite on a throwaway server (installs what it needs)
+#   make bench         the benchmarks of BENCHMARKS.md
 #   make installcheck  the usual PGXS target against a running server
 
 EXTENSION = patron_group
@@ -29,9 +30,13 @@ override CPPFLAGS += $(ICU_CFLAGS)
 
 EXTRA_CLEAN = results output_iso tmp_check regression.diffs regression.out log
 
-.PHONY: demo test
+.PHONY: demo test bench
 demo:
 	@bash scripts/demo.sh
 
 test:
 	@bash scripts/test.sh
+
+# benchmarks (not part of make test); SCALE=10 for ten times the data
+bench:
+	@bash test/bench/run.sh

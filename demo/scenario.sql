@@ -33,12 +33,35 @@ SELECT patron_group.move_to_group(ARRAY[patron_group.resolve_barcode('2900000000
 SELECT patron_group.set_lead(1, reason => 'parent; consent form on file');
 
 \echo
-\echo '== 4. Group Member Details for Maria'
-SELECT group_label, display_name, barcode, CASE WHEN is_lead THEN 'lead' ELSE '' END AS lead
+\echo '== 4. Group Member Details for Maria: each member''s figures, then the group''s'
+SELECT coalesce(display_name, '') AS name, barcode, CASE WHEN is_lead THEN 'lead' ELSE '' END AS lead,
+       items_out AS "out", items_overdue AS overdue, items_lost AS lost, balance_owed AS owed
   FROM patron_group.group_members(1);
 
 \echo
-\echo '== 5. Move Selected Patrons to Another Patron''s Group:'
+\echo '== 5. The desk checks an item out to Diego, checks one of Maria''s in,'
+\echo '   bills Diego a lost-card fee, and Maria pays Sofia''s fines'
+INSERT INTO ils.circulation (patron, item, checkout_at, due_at)
+SELECT 3, min(id), now(), now() + interval '21 days' FROM ils.item
+ WHERE id NOT IN (SELECT item FROM ils.circulation WHERE checkin_at IS NULL);
+UPDATE ils.circulation SET checkin_at = now()
+ WHERE id = (SELECT min(id) FROM ils.circulation WHERE patron = 1 AND checkin_at IS NULL);
+WITH x AS (INSERT INTO ils.transaction (patron, kind, created_at) VALUES (3, 'grocery', now()) RETURNING id)
+INSERT INTO ils.billing (xact, amount, billed_at, note) SELECT id, 2.00, now(), 'Replacement card' FROM x;
+INSERT INTO ils.payment (xact, amount, paid_at, kind)
+SELECT b.xact, sum(b.amount), now(), 'cash'
+  FROM ils.billing b JOIN ils.transaction t ON t.id = b.xact
+ WHERE t.patron = 2 AND NOT b.voided
+   AND NOT EXISTS (SELECT FROM ils.payment p WHERE p.xact = b.xact)
+ GROUP BY b.xact;
+SELECT coalesce(display_name, '') AS name,
+       items_out AS "out", items_overdue AS overdue, items_lost AS lost, balance_owed AS owed
+  FROM patron_group.group_members(1);
+\echo '   verify() recounts every figure from the library''s tables; no rows means exact:'
+SELECT * FROM patron_group.verify();
+
+\echo
+\echo '== 6. Move Selected Patrons to Another Patron''s Group:'
 \echo '   Daniel belongs with his wife Grace Okafor (who has no group yet, so one is made)'
 SELECT display_name, group_id FROM patron_group.find_patron('29000000000060');
 SELECT patron_group.move_to_group(7, into_group_of => patron_group.resolve_barcode('29000000000060'),
@@ -47,18 +70,20 @@ SELECT patron_group.set_group_label(:okafor_group, 'Okafor household');
 SELECT group_label, display_name, barcode FROM patron_group.group_members(6);
 
 \echo
-\echo '== 6. Remove Selected from Group: Wei Chen was added to the Okafors in error'
+\echo '== 7. Remove Selected from Group: Wei Chen was added to the Okafors in error'
 SELECT patron_group.move_to_group(4, into_group_of => 6);
 SELECT patron_group.remove_from_group(4, reason => 'added in error');
 SELECT group_label, display_name FROM patron_group.group_members(6);
 
 \echo
-\echo '== 7. Group Member Details for Maria after the moves'
-SELECT group_label, display_name, barcode, CASE WHEN is_lead THEN 'lead' ELSE '' END AS lead
+\echo '== 8. Group Member Details for Maria after the moves'
+SELECT group_label, coalesce(display_name, '') AS name, barcode,
+       CASE WHEN is_lead THEN 'lead' ELSE '' END AS lead,
+       items_out AS "out", items_overdue AS overdue, balance_owed AS owed
   FROM patron_group.group_members(1);
 
 \echo
-\echo '== 8. The history: every change, who made it and why'
+\echo '== 9. The history: every change, who made it and why'
 SELECT to_char(h.happened_at, 'HH24:MI:SS') AS at, h.db_role, h.app_user, h.action,
        p.family_name || ', ' || p.given_name AS patron,
        h.from_group AS "from", h.to_group AS "to", h.reason
@@ -66,5 +91,7 @@ SELECT to_char(h.happened_at, 'HH24:MI:SS') AS at, h.db_role, h.app_user, h.acti
  ORDER BY h.event_id;
 
 \echo
-\echo '== 9. The groups'
-SELECT group_id, label, member_count, lead_count FROM patron_group.groups ORDER BY group_id;
+\echo '== 10. The groups'
+SELECT group_id, label, member_count, lead_count, items_out, items_lost,
+       amount_billed - amount_paid AS balance_owed
+  FROM patron_group.groups ORDER BY group_id;

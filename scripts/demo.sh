@@ -41,9 +41,25 @@ SELECT patron_group.attach_cards('ils.card',
          patron_column  => 'patron',
          barcode_column => 'barcode',
          active_when    => 'active');
+SELECT patron_group.attach_circulations('ils.circulation',
+         patron_column  => 'patron',
+         due_column     => 'due_at',
+         open_when      => 'checkin_at IS NULL',
+         lost_when      => 'stop_fines = ''LOST''');
+SELECT patron_group.attach_money('ils.billing', kind => 'charge',
+         amount_column  => 'amount',
+         patron_column  => 'xact',
+         via => 'ils.transaction', via_id_column => 'id', via_patron_column => 'patron',
+         counts_when    => 'NOT voided');
+SELECT patron_group.attach_money('ils.payment', kind => 'payment',
+         amount_column  => 'amount',
+         patron_column  => 'xact',
+         via => 'ils.transaction', via_id_column => 'id', via_patron_column => 'patron',
+         counts_when    => 'NOT voided');
 \pset footer off
 SELECT kind, relid AS attached_table, coalesce(barcode_column, patron_column) AS column_used,
-       condition FROM patron_group.attachments ORDER BY kind DESC;
+       coalesce(via_relid::text, '') AS via, coalesce(condition, '') AS condition
+  FROM patron_group.attachments ORDER BY attached_at;
 SQL
 
 psql_demo -f "$BUILD_DIR/demo/scenario.sql"
