@@ -118,7 +118,8 @@ SELECT group_id, group_label, member_id, barcode, display_name, is_lead
 },
 		connstr => as_role('staff')),
 	"1|Alvarez family|1|29000001|Alvarez, Ana|t\n"
-	  . "1|Alvarez family|2|29000002|Alvarez, Bruno|f",
+	  . "1|Alvarez family|2|29000002|Alvarez, Bruno|f\n"
+	  . "1|Alvarez family|||Group total|",
 	'staff: group_members');
 
 is( $node->safe_psql(
