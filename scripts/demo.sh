@@ -33,6 +33,7 @@ psql_demo -f "$BUILD_DIR/demo/library.sql"
 say "attaching it"
 psql_demo <<'SQL'
 CREATE EXTENSION patron_group;
+\o /dev/null
 SELECT patron_group.attach_patrons('ils.patron',
          id_column      => 'id',
          name_columns   => '{family_name,given_name}',
@@ -56,6 +57,7 @@ SELECT patron_group.attach_money('ils.payment', kind => 'payment',
          patron_column  => 'xact',
          via => 'ils.transaction', via_id_column => 'id', via_patron_column => 'patron',
          counts_when    => 'NOT voided');
+\o
 \pset footer off
 SELECT kind, relid AS attached_table, coalesce(barcode_column, patron_column) AS column_used,
        coalesce(via_relid::text, '') AS via, coalesce(condition, '') AS condition

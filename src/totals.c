@@ -173,6 +173,7 @@ source_from_row(uint64 row)
 /*
  * The attached circulation and money tables (all of them, or only those
  * whose transactions live in via_relid).  The caller is connected to SPI.
+ * Read with a fresh snapshot: an attach reads the row it has just written.
  */
 List *
 load_totals_sources(Oid via_relid)
@@ -185,7 +186,7 @@ load_totals_sources(Oid via_relid)
 							  "WHERE kind OPERATOR(pg_catalog.=) ANY ('{circulations,money}') "
 							  "AND ($1 OPERATOR(pg_catalog.=) 0 OR via_relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass) "
 							  "ORDER BY relid::pg_catalog.oid",
-							  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
+							  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read patron_group.attachments");
 	for (uint64 r = 0; r < SPI_processed; r++)
 		result = lappend(result, source_from_row(r));

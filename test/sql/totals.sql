@@ -36,6 +36,7 @@ CREATE INDEX ON ev.payment (xact);
 INSERT INTO ev.circulation (usr, due_date) VALUES (101, now() + interval '14 days'), (102, now() - interval '3 days');
 INSERT INTO ev.xact (id, usr) VALUES (1, 101), (2, 102), (3, 103);
 INSERT INTO ev.billing (xact, amount) VALUES (1, 2.50), (2, 0.75);
+INSERT INTO ev.payment (xact, amount) VALUES (1, 1.00);
 
 -- bad attachments: a clear error each, nothing changed
 SELECT state() AS before \gset
