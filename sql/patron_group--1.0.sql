@@ -319,57 +319,63 @@ CREATE TRIGGER history_no_truncate
 -- Privileges
 -- ---------------------------------------------------------------------------
 
-CREATE FUNCTION @extschema@.grant_staff(staff_role regrole)
+-- What grant_staff() gives and revoke_staff() takes back.
+CREATE FUNCTION @extschema@.staff_privileges(staff_role regrole, give boolean)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    verb text := CASE WHEN give THEN 'GRANT' ELSE 'REVOKE' END;
+    dir  text := CASE WHEN give THEN 'TO' ELSE 'FROM' END;
+    fn   regprocedure;
 BEGIN
-    IF staff_role IS NULL THEN
+    IF staff_role IS NULL OR give IS NULL THEN
         RAISE EXCEPTION 'staff_role must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    EXECUTE format('GRANT USAGE ON SCHEMA patron_group TO %s', staff_role);
-    EXECUTE format('GRANT SELECT ON patron_group.attachments, patron_group.groups,
-                    patron_group.accounts, patron_group.history TO %s', staff_role);
-    EXECUTE format('GRANT EXECUTE ON FUNCTION
-                    patron_group.resolve_barcode(text),
-                    patron_group.find_patron(text),
-                    patron_group.move_to_group(bigint[], bigint, text),
-                    patron_group.move_to_group(bigint, bigint, text),
-                    patron_group.remove_from_group(bigint, text),
-                    patron_group.clone_patron(bigint, jsonb, text),
-                    patron_group.set_lead(bigint, boolean, text),
-                    patron_group.set_group_label(bigint, text, text),
-                    patron_group.group_members(bigint) TO %s', staff_role);
+    IF give THEN
+        EXECUTE format('GRANT USAGE ON SCHEMA patron_group TO %s', staff_role);
+    END IF;
+    EXECUTE format('%s SELECT ON patron_group.attachments, patron_group.groups,
+                    patron_group.accounts, patron_group.history %s %s', verb, dir, staff_role);
+    FOREACH fn IN ARRAY ARRAY[
+            'patron_group.resolve_barcode(text)',
+            'patron_group.find_patron(text)',
+            'patron_group.move_to_group(bigint[], bigint, text)',
+            'patron_group.move_to_group(bigint, bigint, text)',
+            'patron_group.remove_from_group(bigint, text)',
+            'patron_group.clone_patron(bigint, jsonb, text)',
+            'patron_group.set_lead(bigint, boolean, text)',
+            'patron_group.set_group_label(bigint, text, text)',
+            'patron_group.group_members(bigint)']::regprocedure[]
+    LOOP
+        EXECUTE format('%s EXECUTE ON FUNCTION %s %s %s', verb, fn, dir, staff_role);
+    END LOOP;
+    IF NOT give THEN
+        EXECUTE format('REVOKE USAGE ON SCHEMA patron_group FROM %s', staff_role);
+    END IF;
 END
 $$;
+COMMENT ON FUNCTION @extschema@.staff_privileges(regrole, boolean) IS
+'The privileges of a staff role, given (true) or taken back (false); used by grant_staff and revoke_staff';
+
+CREATE FUNCTION @extschema@.grant_staff(staff_role regrole)
+RETURNS void
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT patron_group.staff_privileges(staff_role, true);
+END;
 COMMENT ON FUNCTION @extschema@.grant_staff(regrole) IS
 'Give a staff role the group operations and read access to the group tables';
 
 CREATE FUNCTION @extschema@.revoke_staff(staff_role regrole)
 RETURNS void
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF staff_role IS NULL THEN
-        RAISE EXCEPTION 'staff_role must not be null' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    EXECUTE format('REVOKE SELECT ON patron_group.attachments, patron_group.groups,
-                    patron_group.accounts, patron_group.history FROM %s', staff_role);
-    EXECUTE format('REVOKE EXECUTE ON FUNCTION
-                    patron_group.resolve_barcode(text),
-                    patron_group.find_patron(text),
-                    patron_group.move_to_group(bigint[], bigint, text),
-                    patron_group.move_to_group(bigint, bigint, text),
-                    patron_group.remove_from_group(bigint, text),
-                    patron_group.clone_patron(bigint, jsonb, text),
-                    patron_group.set_lead(bigint, boolean, text),
-                    patron_group.set_group_label(bigint, text, text),
-                    patron_group.group_members(bigint) FROM %s', staff_role);
-    EXECUTE format('REVOKE USAGE ON SCHEMA patron_group FROM %s', staff_role);
-END
-$$;
+BEGIN ATOMIC
+    SELECT patron_group.staff_privileges(staff_role, false);
+END;
 COMMENT ON FUNCTION @extschema@.revoke_staff(regrole) IS
 'Take back what grant_staff gave';
 

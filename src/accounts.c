@@ -34,22 +34,6 @@ PG_FUNCTION_INFO_V1(pg_patrons_trigger);
 PG_FUNCTION_INFO_V1(pg_accounts_trigger);
 PG_FUNCTION_INFO_V1(pg_history_guard);
 
-/* Prepare a plan once per backend and keep it. */
-static SPIPlanPtr
-kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*slot == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		*slot = plan;
-	}
-	return *slot;
-}
-
 /* Check that a trigger function was called as the trigger it is meant to be. */
 static TriggerData *
 trigger_data(FunctionCallInfo fcinfo, const char *name)

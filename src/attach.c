@@ -162,16 +162,6 @@ barcode_sql(PatronMap *map, const char *alias)
 	return "NULL::pg_catalog.text";
 }
 
-/* Refuse a NULL argument with a clear message. */
-static void
-require_arg(FunctionCallInfo fcinfo, int argno, const char *what)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", what)));
-}
-
 /* The table to attach: a plain or partitioned table. */
 static Oid
 check_table(Oid relid)
@@ -215,20 +205,28 @@ check_id_column(Oid relid, const char *column, const char *role)
 				 errdetail("It was given as the %s.", role)));
 }
 
-/* A column holding barcodes: any string type. */
+/* A column whose type is of the given category (string, numeric, ...). */
 static void
-check_barcode_column(Oid relid, const char *column)
+check_column_category(Oid relid, const char *column, const char *role,
+					  char want, const char *want_name)
 {
-	Oid			type = get_atttype(relid, check_column(relid, column, "barcode column"));
+	Oid			type = get_atttype(relid, check_column(relid, column, role));
 	char		category;
 	bool		preferred;
 
 	get_type_category_preferred(getBaseType(type), &category, &preferred);
-	if (category != TYPCATEGORY_STRING)
+	if (category != want)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("barcode column \"%s\" of relation \"%s\" has type %s, but must be a string type",
-						column, get_rel_name(relid), format_type_be(type))));
+				 errmsg("%s \"%s\" of relation \"%s\" has type %s, but must be %s",
+						role, column, get_rel_name(relid), format_type_be(type), want_name)));
+}
+
+/* A column holding barcodes: any string type. */
+static void
+check_barcode_column(Oid relid, const char *column)
+{
+	check_column_category(relid, column, "barcode column", TYPCATEGORY_STRING, "a string type");
 }
 
 /* The current attachment kind of a table, or NULL. */
@@ -698,16 +696,7 @@ check_due_column(Oid relid, const char *column)
 static void
 check_amount_column(Oid relid, const char *column)
 {
-	Oid			type = get_atttype(relid, check_column(relid, column, "amount column"));
-	char		category;
-	bool		preferred;
-
-	get_type_category_preferred(getBaseType(type), &category, &preferred);
-	if (category != TYPCATEGORY_NUMERIC)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("amount column \"%s\" of relation \"%s\" has type %s, but must be numeric",
-						column, get_rel_name(relid), format_type_be(type))));
+	check_column_category(relid, column, "amount column", TYPCATEGORY_NUMERIC, "numeric");
 }
 
 /*

@@ -39,16 +39,6 @@ PG_FUNCTION_INFO_V1(pg_set_lead);
 PG_FUNCTION_INFO_V1(pg_set_group_label);
 PG_FUNCTION_INFO_V1(pg_group_members);
 
-/* Refuse a NULL argument with a clear message. */
-static void
-require_arg(FunctionCallInfo fcinfo, int argno, const char *what)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", what)));
-}
-
 /* The optional reason argument as a C string, or NULL. */
 static char *
 reason_arg(FunctionCallInfo fcinfo, int argno)

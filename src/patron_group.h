@@ -5,6 +5,7 @@
 #ifndef PATRON_GROUP_H
 #define PATRON_GROUP_H
 
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "nodes/pg_list.h"
 #include "utils/array.h"
@@ -64,6 +65,8 @@ extern const char *history_context_action(void);
 extern const char *history_context_reason(void);
 extern const char *history_app_user(void);
 extern Oid	extension_owner(void);
+extern void require_arg(FunctionCallInfo fcinfo, int argno, const char *what);
+extern SPIPlanPtr kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes);
 
 /* attach.c */
 extern PatronMap *load_patron_map(bool missing_ok);

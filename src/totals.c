@@ -350,22 +350,6 @@ static SPIPlanPtr update_accounts_plan;
 static SPIPlanPtr lock_groups_plan;
 static SPIPlanPtr update_groups_plan;
 
-/* Prepare a plan once per backend and keep it. */
-static SPIPlanPtr
-keep(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
-{
-	if (*slot == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		*slot = plan;
-	}
-	return *slot;
-}
-
 /* An array Datum from n Datums of a type. */
 static Datum
 make_array(Datum *d, int n, Oid type)
@@ -379,6 +363,30 @@ make_array(Datum *d, int n, Oid type)
 }
 
 /*
+ * The current SPI result's five columns (an id, two counts, two amounts) as
+ * five arrays, ready to be passed to a plan as $1..$5.
+ */
+static void
+result_to_arrays(Datum *args)
+{
+	static const Oid elemtypes[5] = {INT8OID, INT8OID, INT8OID, NUMERICOID, NUMERICOID};
+	uint64		n = SPI_processed;
+
+	for (int c = 0; c < 5; c++)
+	{
+		Datum	   *col = palloc(sizeof(Datum) * Max(n, 1));
+
+		for (uint64 r = 0; r < n; r++)
+		{
+			bool		isnull;
+
+			col[r] = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, c + 1, &isnull);
+		}
+		args[c] = make_array(col, (int) n, elemtypes[c]);
+	}
+}
+
+/*
  * Apply the deltas of the current SPI result (rows of p, o, l, b, y sorted
  * by p) to accounts and then groups, in the lock order described above.  The
  * caller is connected to SPI and runs as the extension owner.
@@ -387,36 +395,23 @@ void
 apply_deltas_from_result(void)
 {
 	uint64		n = SPI_processed;
-	SPITupleTable *tt = SPI_tuptable;
-	Datum	   *cols[5];
 	Oid			types[5] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID};
-	Oid			elemtypes[5] = {INT8OID, INT8OID, INT8OID, NUMERICOID, NUMERICOID};
 	Datum		args[5];
 	uint64		ngroups;
 
 	if (n == 0)
 		return;
-	for (int c = 0; c < 5; c++)
-	{
-		cols[c] = palloc(sizeof(Datum) * n);
-		for (uint64 r = 0; r < n; r++)
-		{
-			bool		isnull;
-
-			cols[c][r] = SPI_getbinval(tt->vals[r], tt->tupdesc, c + 1, &isnull);
-		}
-		args[c] = make_array(cols[c], (int) n, elemtypes[c]);
-	}
+	result_to_arrays(args);
 
 	if (n > 1)
 	{
-		keep(&lock_accounts_plan,
+		kept_plan(&lock_accounts_plan,
 			 "SELECT NULL FROM " PG_SCHEMA ".accounts WHERE patron_id OPERATOR(pg_catalog.=) ANY ($1) "
 			 "ORDER BY patron_id FOR UPDATE", 1, types);
 		if (SPI_execute_plan(lock_accounts_plan, args, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not lock accounts");
 	}
-	keep(&update_accounts_plan,
+	kept_plan(&update_accounts_plan,
 		 "WITH d AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
 		 "pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5)) AS d(p, o, l, b, y)), "
 		 "u AS (UPDATE " PG_SCHEMA ".accounts a SET "
@@ -436,26 +431,16 @@ apply_deltas_from_result(void)
 	ngroups = SPI_processed;
 	if (ngroups == 0)
 		return;
-	tt = SPI_tuptable;
-	for (int c = 0; c < 5; c++)
-	{
-		for (uint64 r = 0; r < ngroups; r++)
-		{
-			bool		isnull;
-
-			cols[c][r] = SPI_getbinval(tt->vals[r], tt->tupdesc, c + 1, &isnull);
-		}
-		args[c] = make_array(cols[c], (int) ngroups, elemtypes[c]);
-	}
+	result_to_arrays(args);
 	if (ngroups > 1)
 	{
-		keep(&lock_groups_plan,
+		kept_plan(&lock_groups_plan,
 			 "SELECT NULL FROM " PG_SCHEMA ".groups WHERE group_id OPERATOR(pg_catalog.=) ANY ($1) "
 			 "ORDER BY group_id FOR UPDATE", 1, types);
 		if (SPI_execute_plan(lock_groups_plan, args, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not lock groups");
 	}
-	keep(&update_groups_plan,
+	kept_plan(&update_groups_plan,
 		 "UPDATE " PG_SCHEMA ".groups g SET "
 		 "items_out = g.items_out OPERATOR(pg_catalog.+) d.o, "
 		 "items_lost = g.items_lost OPERATOR(pg_catalog.+) d.l, "
@@ -521,11 +506,7 @@ delta_plan(TriggerData *td)
 		rows = psprintf("%s UNION ALL %s",
 						patron_values_sql(s, "patron_group_new", NULL, false, true),
 						patron_values_sql(s, "patron_group_old", NULL, true, true));
-	*slot = SPI_prepare(aggregate_sql(rows), 0, NULL);
-	if (*slot == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(*slot);
-	return *slot;
+	return kept_plan(slot, aggregate_sql(rows), 0, NULL);
 }
 
 /* totals_trigger: turn a statement on an attached table into per-patron deltas. */
