@@ -8,10 +8,10 @@
 EXTENSION = patron_group
 MODULE_big = patron_group
 OBJS = src/patron_group.o src/barcode_core.o src/barcode.o src/attach.o \
-       src/accounts.o src/groups.o src/totals.o src/verify.o
+       src/accounts.o src/groups.o src/totals.o src/verify.o src/access.o
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
-REGRESS = setup attach barcode groups clone errors privileges totals totals_koha
+REGRESS = setup attach barcode groups clone errors privileges totals totals_koha security
 REGRESS_OPTS = --inputdir=test --encoding=UTF8
 ISOLATION = move_concurrent
 ISOLATION_OPTS = --inputdir=test --encoding=UTF8

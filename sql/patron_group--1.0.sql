@@ -26,6 +26,7 @@ CREATE TABLE @extschema@.attachments (
     via_id_column   name,
     via_patron_column name,
     barcode_index   regclass,       -- the expression index attach created, if any
+    protected       boolean     NOT NULL DEFAULT false,  -- row-level security by protect()
     attached_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
     attached_by     name        NOT NULL DEFAULT CURRENT_USER
 );
@@ -53,6 +54,8 @@ CREATE TABLE @extschema@.accounts (
     is_lead             boolean     NOT NULL DEFAULT false,
     share_circulations  boolean     NOT NULL DEFAULT false,
     share_bills         boolean     NOT NULL DEFAULT false,
+    share_circulations_until timestamptz,   -- NULL: until withdrawn
+    share_bills_until   timestamptz,
     items_out           bigint      NOT NULL DEFAULT 0,
     items_lost          bigint      NOT NULL DEFAULT 0,
     amount_billed       numeric     NOT NULL DEFAULT 0,
@@ -72,23 +75,43 @@ CREATE TABLE @extschema@.history (
     app_user        text,
     action          text        NOT NULL
                     CHECK (action IN ('join', 'leave', 'move', 'clone', 'delete',
-                                      'lead_on', 'lead_off', 'label')),
+                                      'lead_on', 'lead_off', 'label',
+                                      'consent_on', 'consent_off')),
     patron_id       bigint,
     from_group      bigint,
     to_group        bigint,
-    reason          text
+    reason          text,
+    detail          text            -- consent: which kind, and until when
 );
 CREATE INDEX history_patron ON @extschema@.history (patron_id);
+
+-- Roles of patron-facing applications: row-level security narrows what they see.
+CREATE TABLE @extschema@.patron_facing_roles (
+    role_name       regrole     PRIMARY KEY,
+    registered_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    registered_by   name        NOT NULL DEFAULT CURRENT_USER
+);
+
+-- The secret that signs identity tokens.  Readable by the extension owner
+-- only; not dumped (a restored database makes a new one on first use).
+CREATE TABLE @extschema@.token_secret (
+    id              integer     PRIMARY KEY CHECK (id = 1),
+    secret          bytea       NOT NULL CHECK (pg_catalog.length(secret) >= 32),
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
 
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.attachments', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.groups', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.accounts', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.history', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.patron_facing_roles', '');
 
 COMMENT ON TABLE @extschema@.attachments IS 'Library system tables attached to patron_group, and how their columns map';
 COMMENT ON TABLE @extschema@.groups IS 'Patron groups (families, households), one row per group';
 COMMENT ON TABLE @extschema@.accounts IS 'One row per patron of the attached patron table: group, lead flag, consent';
-COMMENT ON TABLE @extschema@.history IS 'Append-only log of membership, lead and label changes';
+COMMENT ON TABLE @extschema@.history IS 'Append-only log of membership, lead, label and consent changes';
+COMMENT ON TABLE @extschema@.patron_facing_roles IS 'Roles whose sessions act for one patron at a time and see only what that patron may see';
+COMMENT ON TABLE @extschema@.token_secret IS 'Secret signing identity tokens; readable by the extension owner only';
 
 -- ---------------------------------------------------------------------------
 -- Barcodes
@@ -267,6 +290,97 @@ COMMENT ON FUNCTION @extschema@.group_members(bigint) IS
 'Group Member Details: every member of the patron''s group with barcode, name, lead flag and totals, then a row (member_id NULL) with the group''s totals';
 
 -- ---------------------------------------------------------------------------
+-- Lead access, consent and patron identity
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@.set_consent(patron_id bigint, kind text, granted boolean,
+    until timestamptz DEFAULT NULL, reason text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_set_consent'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.set_consent(bigint, text, boolean, timestamptz, text) IS
+'A member''s consent that their group''s leads see their circulations or bills; set by staff, or by the member acting as themselves, never by a lead';
+
+CREATE FUNCTION @extschema@.register_patron_facing(role_name regrole)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_register_patron_facing'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.register_patron_facing(regrole) IS
+'Declare a role patron-facing: its sessions see only the asserted patron''s rows (and consenting members'' while a lead)';
+
+CREATE FUNCTION @extschema@.unregister_patron_facing(role_name regrole)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_unregister_patron_facing'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.unregister_patron_facing(regrole) IS
+'Undo register_patron_facing';
+
+CREATE FUNCTION @extschema@.protect(attached_table regclass)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_protect'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.protect(regclass) IS
+'Enable row-level security on an attached table: unchanged for everyone but patron-facing roles';
+
+CREATE FUNCTION @extschema@.unprotect(attached_table regclass)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_unprotect'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.unprotect(regclass) IS
+'Remove what protect() added';
+
+CREATE FUNCTION @extschema@.act_as(patron_id bigint)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_act_as'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.act_as(bigint) IS
+'Assert the patron this transaction acts for; only for roles the DBA grants it to';
+
+CREATE FUNCTION @extschema@.issue_token(patron_id bigint, valid_for interval DEFAULT '15 minutes')
+RETURNS text
+AS 'MODULE_PATHNAME', 'pg_issue_token'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.issue_token(bigint, interval) IS
+'A signed, expiring identity token for a patron, for the service that authenticates patrons';
+
+CREATE FUNCTION @extschema@.act_as_token(token text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'pg_act_as_token'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.act_as_token(text) IS
+'Verify a signed identity token and act for its patron for the rest of this transaction; returns the patron';
+
+CREATE FUNCTION @extschema@.rotate_token_secret()
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_rotate_token_secret'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.rotate_token_secret() IS
+'Replace the token secret: every token issued before stops working';
+
+CREATE FUNCTION @extschema@.current_patron()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'pg_current_patron'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.current_patron() IS
+'The patron this transaction acts for, or NULL';
+
+CREATE FUNCTION @extschema@.visible_patrons(kind text)
+RETURNS bigint[]
+AS 'MODULE_PATHNAME', 'pg_visible_patrons'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.visible_patrons(text) IS
+'Patrons whose rows of a kind (patrons, cards, circulations, bills) the acting patron may see: themselves, and consenting members while a lead; empty when no patron is asserted';
+
+-- ---------------------------------------------------------------------------
 -- Triggers (attached by attach_*; not callable directly)
 -- ---------------------------------------------------------------------------
 
@@ -306,7 +420,8 @@ COMMENT ON FUNCTION @extschema@.history_guard() IS
 'Refuses UPDATE, DELETE and TRUNCATE of the history';
 
 CREATE TRIGGER accounts_bookkeeping
-    AFTER INSERT OR DELETE OR UPDATE OF group_id, is_lead ON @extschema@.accounts
+    AFTER INSERT OR DELETE OR UPDATE OF group_id, is_lead, share_circulations, share_bills,
+        share_circulations_until, share_bills_until ON @extschema@.accounts
     FOR EACH ROW EXECUTE FUNCTION @extschema@.accounts_trigger();
 CREATE TRIGGER history_append_only
     BEFORE UPDATE OR DELETE ON @extschema@.history
@@ -347,7 +462,8 @@ BEGIN
             'patron_group.clone_patron(bigint, jsonb, text)',
             'patron_group.set_lead(bigint, boolean, text)',
             'patron_group.set_group_label(bigint, text, text)',
-            'patron_group.group_members(bigint)']::regprocedure[]
+            'patron_group.group_members(bigint)',
+            'patron_group.set_consent(bigint, text, boolean, timestamptz, text)']::regprocedure[]
     LOOP
         EXECUTE format('%s EXECUTE ON FUNCTION %s %s %s', verb, fn, dir, staff_role);
     END LOOP;
@@ -379,7 +495,11 @@ END;
 COMMENT ON FUNCTION @extschema@.revoke_staff(regrole) IS
 'Take back what grant_staff gave';
 
--- Only normalize_barcode is safe for everyone: it reads nothing.
+-- Safe for everyone: normalize_barcode reads nothing; current_patron and
+-- visible_patrons tell a session only about its own asserted patron (the
+-- policies call them); act_as_token grants nothing without a valid token.
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA @extschema@ FROM PUBLIC;
 GRANT USAGE ON SCHEMA @extschema@ TO PUBLIC;
-GRANT EXECUTE ON FUNCTION @extschema@.normalize_barcode(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.normalize_barcode(text),
+    @extschema@.current_patron(), @extschema@.visible_patrons(text),
+    @extschema@.act_as_token(text) TO PUBLIC;

@@ -26,6 +26,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/timestamp.h"
 #include "utils/rel.h"
 
 #include "patron_group.h"
@@ -217,11 +218,11 @@ adjust_leads(int64 group_id, int leads)
 /* Append one history row. */
 static void
 record_history(const char *action, int64 patron, bool from_null, int64 from,
-			   bool to_null, int64 to)
+			   bool to_null, int64 to, const char *detail)
 {
-	Oid			types[7] = {NAMEOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, TEXTOID};
-	Datum		values[7];
-	char		nulls[7] = "       ";
+	Oid			types[8] = {NAMEOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID};
+	Datum		values[8];
+	char		nulls[8] = "        ";
 	const char *app_user = history_app_user();
 	const char *reason = history_context_reason();
 
@@ -243,13 +244,64 @@ record_history(const char *action, int64 patron, bool from_null, int64 from,
 		values[6] = CStringGetTextDatum(reason);
 	else
 		nulls[6] = 'n';
+	if (detail)
+		values[7] = CStringGetTextDatum(detail);
+	else
+		nulls[7] = 'n';
 
 	kept_plan(&history_plan,
 			  "INSERT INTO " PG_SCHEMA ".history (db_role, app_user, action, patron_id, "
-			  "from_group, to_group, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-			  7, types);
+			  "from_group, to_group, reason, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+			  8, types);
 	if (SPI_execute_plan(history_plan, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record history");
+}
+
+/*
+ * Record every change of a member's consent, whichever statement made it
+ * (set_consent, or leaving a group, which clears it).
+ */
+static void
+consent_history(TriggerData *td, HeapTuple oldtup, HeapTuple newtup, int64 patron,
+				bool old_null, int64 old_group, bool new_null, int64 new_group)
+{
+	static const char *const kinds[] = {"circulations", "bills"};
+	TupleDesc	desc = td->tg_relation->rd_att;
+
+	for (size_t k = 0; k < lengthof(kinds); k++)
+	{
+		int			flag = SPI_fnumber(desc, psprintf("share_%s", kinds[k]));
+		int			until = SPI_fnumber(desc, psprintf("share_%s_until", kinds[k]));
+		bool		isnull;
+		bool		old_on = false,
+					new_on = false;
+		bool		old_until_null = true,
+					new_until_null = true;
+		Datum		old_until = (Datum) 0,
+					new_until = (Datum) 0;
+		char	   *detail;
+
+		if (oldtup)
+		{
+			old_on = DatumGetBool(SPI_getbinval(oldtup, desc, flag, &isnull));
+			old_until = SPI_getbinval(oldtup, desc, until, &old_until_null);
+		}
+		if (newtup)
+		{
+			new_on = DatumGetBool(SPI_getbinval(newtup, desc, flag, &isnull));
+			new_until = SPI_getbinval(newtup, desc, until, &new_until_null);
+		}
+		if (old_on == new_on &&
+			(!new_on || (old_until_null == new_until_null &&
+						 (new_until_null || DatumGetTimestampTz(old_until) == DatumGetTimestampTz(new_until)))))
+			continue;
+		detail = new_on && !new_until_null ?
+			psprintf("%s until %s", kinds[k],
+					 DatumGetCString(DirectFunctionCall1(timestamptz_out, new_until))) :
+			pstrdup(kinds[k]);
+		record_history(new_on ? "consent_on" : "consent_off", patron,
+					   old_null, old_group, new_null, new_group, detail);
+	}
 }
 
 /* Column value of an accounts row (patron_id, group_id, is_lead by number). */
@@ -341,20 +393,21 @@ pg_accounts_trigger(PG_FUNCTION_ARGS)
 		}
 
 		if (old_lead)
-			record_history("lead_off", patron, false, old_group, false, old_group);
+			record_history("lead_off", patron, false, old_group, false, old_group, NULL);
 		action = history_context_action();
 		if (action == NULL)
 			action = newtup == NULL ? "delete" : old_null ? "join" : new_null ? "leave" : "move";
-		record_history(action, patron, old_null, old_group, new_null, new_group);
+		record_history(action, patron, old_null, old_group, new_null, new_group, NULL);
 		if (new_lead)
-			record_history("lead_on", patron, new_null, new_group, new_null, new_group);
+			record_history("lead_on", patron, new_null, new_group, new_null, new_group, NULL);
 	}
 	else if (old_lead != new_lead)
 	{
 		adjust_leads(new_group, new_lead ? 1 : -1);
 		record_history(new_lead ? "lead_on" : "lead_off", patron,
-					   false, old_group, false, new_group);
+					   false, old_group, false, new_group, NULL);
 	}
+	consent_history(td, oldtup, newtup, patron, old_null, old_group, new_null, new_group);
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }

@@ -199,7 +199,8 @@ move_patrons(int64 *movers, int n, int64 target, const char *reason)
 	values[0] = int8_array(ids, m);
 	values[1] = Int64GetDatum(target_group);
 	spi_run("UPDATE " PG_SCHEMA ".accounts SET group_id = $2, is_lead = false, "
-			"share_circulations = false, share_bills = false "
+			"share_circulations = false, share_bills = false, "
+			"share_circulations_until = NULL, share_bills_until = NULL "
 			"WHERE patron_id OPERATOR(pg_catalog.=) ANY ($1)",
 			2, types, values, NULL, SPI_OK_UPDATE);
 	history_context_clear();
@@ -280,7 +281,8 @@ pg_remove_from_group(PG_FUNCTION_ARGS)
 	(void) lock_member(patron);
 	history_context_set(NULL, reason_arg(fcinfo, 1));
 	spi_run("UPDATE " PG_SCHEMA ".accounts SET group_id = NULL, is_lead = false, "
-			"share_circulations = false, share_bills = false "
+			"share_circulations = false, share_bills = false, "
+			"share_circulations_until = NULL, share_bills_until = NULL "
 			"WHERE patron_id OPERATOR(pg_catalog.=) $1",
 			1, types, values, NULL, SPI_OK_UPDATE);
 	history_context_clear();
@@ -526,50 +528,96 @@ pg_clone_patron(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(new_id);
 }
 
-/* group_members(bigint): Group Member Details for a patron's group. */
+/*
+ * group_members(bigint): Group Member Details for a patron's group.
+ *
+ * Staff read with their own rights and see everything.  A patron-facing
+ * session may list only the group of the patron it acts for; it is read as
+ * the extension owner, with what the viewer may not see left out here: a
+ * non-lead sees only themselves; a lead sees every member's name and
+ * membership, but a member's loans only with their consent to share
+ * circulations, and their balance only with consent to share bills.  The
+ * group's totals row then sums what is shown.
+ */
 Datum
 pg_group_members(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	int64		patron;
+	int64		viewer = 0;
+	bool		patron_facing;
+	OwnerContext oc;
 	PatronMap  *map;
-	Oid			types[1] = {INT8OID};
-	Datum		values[1];
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2];
+	char		nulls[2] = "  ";
 	char	   *sql;
+	const char *see_circ;
+	const char *see_bills;
 
 	require_arg(fcinfo, 0, "patron_id");
 	patron = PG_GETARG_INT64(0);
-	values[0] = Int64GetDatum(patron);
 	InitMaterializedSRF(fcinfo, 0);
 
-	/* read with the caller's rights, like every lookup */
 	SPI_connect();
+	patron_facing = session_is_patron_facing();
+	if (patron_facing)
+	{
+		if (!acting_for(&viewer))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("no patron is asserted in this transaction"),
+					 errhint("Call patron_group.act_as_token() or patron_group.act_as() first, in the same transaction.")));
+		if (viewer != patron)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("a patron-facing session may list only the group of the patron it acts for")));
+		become_extension_owner(&oc);
+	}
+	values[0] = Int64GetDatum(patron);
+	values[1] = Int64GetDatum(viewer);
+	if (!patron_facing)
+		nulls[1] = 'n';
+
 	map = load_patron_map(false);
-	sql = psprintf("WITH m AS (SELECT a.group_id, a.patron_id, %s AS barcode, %s AS display_name, "
-				   "a.is_lead, a.items_out, (%s)::pg_catalog.int8 AS items_overdue, a.items_lost, "
-				   "a.amount_billed OPERATOR(pg_catalog.-) a.amount_paid AS balance_owed "
+	see_circ = "($2 IS NULL OR a.patron_id OPERATOR(pg_catalog.=) $2 OR (a.share_circulations AND "
+		"(a.share_circulations_until IS NULL OR a.share_circulations_until OPERATOR(pg_catalog.>) pg_catalog.now())))";
+	see_bills = "($2 IS NULL OR a.patron_id OPERATOR(pg_catalog.=) $2 OR (a.share_bills AND "
+		"(a.share_bills_until IS NULL OR a.share_bills_until OPERATOR(pg_catalog.>) pg_catalog.now())))";
+	sql = psprintf("WITH m AS (SELECT a.group_id, a.patron_id, "
+				   "CASE WHEN $2 IS NULL OR a.patron_id OPERATOR(pg_catalog.=) $2 THEN %s END AS barcode, "
+				   "%s AS display_name, a.is_lead, "
+				   "CASE WHEN %s THEN a.items_out END AS items_out, "
+				   "CASE WHEN %s THEN (%s)::pg_catalog.int8 END AS items_overdue, "
+				   "CASE WHEN %s THEN a.items_lost END AS items_lost, "
+				   "CASE WHEN %s THEN a.amount_billed OPERATOR(pg_catalog.-) a.amount_paid END AS balance_owed "
 				   "FROM " PG_SCHEMA ".accounts a "
 				   "JOIN %s p ON p.%s OPERATOR(pg_catalog.=) a.patron_id "
-				   "WHERE a.patron_id OPERATOR(pg_catalog.=) $1 "
+				   "WHERE (a.patron_id OPERATOR(pg_catalog.=) $1 "
 				   "OR a.group_id OPERATOR(pg_catalog.=) (SELECT group_id FROM " PG_SCHEMA ".accounts "
 				   "WHERE patron_id OPERATOR(pg_catalog.=) $1)) "
+				   "AND ($2 IS NULL OR a.patron_id OPERATOR(pg_catalog.=) $2 OR (SELECT is_lead FROM "
+				   PG_SCHEMA ".accounts WHERE patron_id OPERATOR(pg_catalog.=) $2))) "
 				   "SELECT * FROM ("
 				   "SELECT g.group_id, g.label, g.created_at, m.patron_id AS member_id, m.barcode, "
 				   "m.display_name, m.is_lead, m.items_out, m.items_overdue, m.items_lost, m.balance_owed, 0 AS ord "
 				   "FROM m LEFT JOIN " PG_SCHEMA ".groups g ON g.group_id OPERATOR(pg_catalog.=) m.group_id "
 				   "UNION ALL "
 				   "SELECT g.group_id, g.label, g.created_at, NULL, NULL, 'Group total', NULL, "
-				   "COALESCE(g.items_out, pg_catalog.sum(m.items_out)::pg_catalog.int8), "
+				   "CASE WHEN $2 IS NULL THEN COALESCE(g.items_out, pg_catalog.sum(m.items_out)::pg_catalog.int8) "
+				   "ELSE pg_catalog.sum(m.items_out)::pg_catalog.int8 END, "
 				   "pg_catalog.sum(m.items_overdue)::pg_catalog.int8, "
-				   "COALESCE(g.items_lost, pg_catalog.sum(m.items_lost)::pg_catalog.int8), "
-				   "COALESCE(g.amount_billed OPERATOR(pg_catalog.-) g.amount_paid, pg_catalog.sum(m.balance_owed)), 1 "
+				   "CASE WHEN $2 IS NULL THEN COALESCE(g.items_lost, pg_catalog.sum(m.items_lost)::pg_catalog.int8) "
+				   "ELSE pg_catalog.sum(m.items_lost)::pg_catalog.int8 END, "
+				   "CASE WHEN $2 IS NULL THEN COALESCE(g.amount_billed OPERATOR(pg_catalog.-) g.amount_paid, "
+				   "pg_catalog.sum(m.balance_owed)) ELSE pg_catalog.sum(m.balance_owed) END, 1 "
 				   "FROM m LEFT JOIN " PG_SCHEMA ".groups g ON g.group_id OPERATOR(pg_catalog.=) m.group_id "
 				   "GROUP BY g.group_id HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0) x "
 				   "ORDER BY x.ord, x.is_lead DESC, x.display_name COLLATE \"und-x-icu\", x.member_id",
 				   barcode_sql(map, "p"), display_name_sql(map, "p"),
-				   overdue_sql(load_totals_sources(InvalidOid), "a.patron_id"),
-				   map->relname, map->id_column);
-	spi_run(sql, 1, types, values, NULL, SPI_OK_SELECT);
+				   see_circ, see_circ, overdue_sql(load_totals_sources(InvalidOid), "a.patron_id"),
+				   see_circ, see_bills, map->relname, map->id_column);
+	spi_run(sql, 2, types, values, nulls, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
@@ -577,12 +625,14 @@ pg_group_members(PG_FUNCTION_ARGS)
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		Datum		row[11];
-		bool		nulls[11];
+		bool		rnulls[11];
 
 		for (int c = 0; c < 11; c++)
-			row[c] = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, c + 1, &nulls[c]);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, nulls);
+			row[c] = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, c + 1, &rnulls[c]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, rnulls);
 	}
+	if (patron_facing)
+		restore_user(&oc);
 	SPI_finish();
 	return (Datum) 0;
 }

@@ -38,7 +38,10 @@ patron_group_xact_callback(XactEvent event, void *arg)
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT ||
 		event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PREPARE)
+	{
 		history_context_clear();
+		access_reset();			/* the asserted patron lasts one transaction */
+	}
 }
 
 /* A rolled-back subtransaction takes its operation's history context with it. */

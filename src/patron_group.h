@@ -83,6 +83,11 @@ extern void apply_deltas_from_result(void);
 /* verify.c */
 extern uint64 rebuild_totals(ArrayType *patron_ids);
 
+/* access.c */
+extern void access_reset(void);
+extern bool acting_for(int64 *patron);
+extern bool session_is_patron_facing(void);
+
 /* barcode.c */
 extern int64 resolve_barcode_internal(PatronMap *map, text *barcode, bool missing_ok);
 

@@ -1,0 +1,818 @@
+/*
+ * access.c
+ *		Lead access with consent, enforced by row-level security.
+ *
+ * Identity.  A patron-facing application connects with a role the DBA
+ * registered (register_patron_facing).  In such a session the patron it acts
+ * for is asserted per transaction, by act_as() (for a trusted role the DBA
+ * grants it to) or by act_as_token() with a signed, expiring token.  The
+ * asserted patron lives in backend memory and is forgotten when the
+ * transaction ends, so a pooled connection never carries one patron into the
+ * next transaction, and no SET, set_config() or RESET can touch it: it is not
+ * a setting.
+ *
+ * Tokens are "pg1.<patron>.<expires, Unix seconds>.<HMAC-SHA256 in hex>",
+ * the HMAC taken over everything before the last dot with a 32-byte secret
+ * that only the extension owner can read.  A token names its patron inside
+ * the signed part, so it cannot be replayed for another patron; comparison is
+ * constant time.
+ *
+ * Visibility.  protect(table) enables row-level security with a permissive
+ * policy open to everyone (the ILS keeps working) and, for the registered
+ * patron-facing roles only, restrictive policies: reads are narrowed to
+ * patron = ANY ((SELECT visible_patrons(kind))::int8[]), computed once per
+ * query as an InitPlan so the patron column's index is used, and writes are
+ * refused.  With no asserted patron the set is empty: fail closed.
+ *
+ * Consent is the member's, per kind (circulations, bills), with an optional
+ * expiry, checked when read.  Staff set it on a member's behalf; in a
+ * patron-facing session only the member themselves may, never a lead.
+ */
+#include "postgres.h"
+
+#include <time.h>
+
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "common/hmac.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/fmgrprotos.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "patron_group.h"
+
+PG_FUNCTION_INFO_V1(pg_act_as);
+PG_FUNCTION_INFO_V1(pg_act_as_token);
+PG_FUNCTION_INFO_V1(pg_issue_token);
+PG_FUNCTION_INFO_V1(pg_rotate_token_secret);
+PG_FUNCTION_INFO_V1(pg_current_patron);
+PG_FUNCTION_INFO_V1(pg_visible_patrons);
+PG_FUNCTION_INFO_V1(pg_set_consent);
+PG_FUNCTION_INFO_V1(pg_register_patron_facing);
+PG_FUNCTION_INFO_V1(pg_unregister_patron_facing);
+PG_FUNCTION_INFO_V1(pg_protect);
+PG_FUNCTION_INFO_V1(pg_unprotect);
+
+#define TOKEN_PREFIX "pg1"
+#define SECRET_BYTES 32
+#define MAC_BYTES 32
+
+/* The patron this transaction acts for. */
+static bool acting = false;
+static int64 acting_patron = 0;
+
+/* Forget the asserted patron: called when a transaction ends. */
+void
+access_reset(void)
+{
+	acting = false;
+	acting_patron = 0;
+}
+
+/* The asserted patron, or false. */
+bool
+acting_for(int64 *patron)
+{
+	if (acting)
+		*patron = acting_patron;
+	return acting;
+}
+
+/*
+ * Is the current user one of the registered patron-facing roles (or a
+ * member with its privileges)?  Superusers and roles with BYPASSRLS are
+ * not: row-level security does not apply to them, and they hold the
+ * privileges of every role.  The caller is connected to SPI.
+ */
+bool
+session_is_patron_facing(void)
+{
+	Oid			me = GetUserId();
+	OwnerContext oc;
+	bool		result = false;
+
+	if (superuser_arg(me) || has_bypassrls_privilege(me))
+		return false;
+
+	become_extension_owner(&oc);
+	if (SPI_execute("SELECT role_name::pg_catalog.oid FROM " PG_SCHEMA ".patron_facing_roles",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read patron_group.patron_facing_roles");
+	restore_user(&oc);
+	for (uint64 r = 0; r < SPI_processed && !result; r++)
+	{
+		bool		isnull;
+		Oid			role = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[r],
+														  SPI_tuptable->tupdesc, 1, &isnull));
+
+		result = has_privs_of_role(me, role);
+	}
+	return result;
+}
+
+/* Fail unless the patron has an account; the caller runs as owner, in SPI. */
+static void
+require_account(int64 patron)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(patron)};
+
+	if (SPI_execute_with_args("SELECT FROM " PG_SCHEMA ".accounts WHERE patron_id OPERATOR(pg_catalog.=) $1",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read patron_group.accounts");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("patron " INT64_FORMAT " does not exist", patron)));
+}
+
+/* Start acting for a patron, for the rest of the transaction. */
+static void
+assert_patron(int64 patron)
+{
+	OwnerContext oc;
+
+	become_extension_owner(&oc);
+	SPI_connect();
+	require_account(patron);
+	SPI_finish();
+	restore_user(&oc);
+	acting = true;
+	acting_patron = patron;
+}
+
+/* act_as(bigint): assert the patron, for roles granted this function. */
+Datum
+pg_act_as(PG_FUNCTION_ARGS)
+{
+	require_arg(fcinfo, 0, "patron_id");
+	assert_patron(PG_GETARG_INT64(0));
+	PG_RETURN_VOID();
+}
+
+/* The token secret, creating it when asked to and missing; NULL if none. */
+static bytea *
+token_secret(bool create)
+{
+	OwnerContext oc;
+	bytea	   *secret = NULL;
+
+	become_extension_owner(&oc);
+	SPI_connect();
+	if (create)
+	{
+		uint8		bytes[SECRET_BYTES];
+		Oid			types[1] = {BYTEAOID};
+		Datum		values[1];
+		bytea	   *b = palloc(VARHDRSZ + SECRET_BYTES);
+
+		if (!pg_strong_random(bytes, SECRET_BYTES))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate a random token secret")));
+		SET_VARSIZE(b, VARHDRSZ + SECRET_BYTES);
+		memcpy(VARDATA(b), bytes, SECRET_BYTES);
+		values[0] = PointerGetDatum(b);
+		if (SPI_execute_with_args("INSERT INTO " PG_SCHEMA ".token_secret (id, secret) VALUES (1, $1) "
+								  "ON CONFLICT (id) DO NOTHING", 1, types, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not store the token secret");
+	}
+	if (SPI_execute("SELECT secret FROM " PG_SCHEMA ".token_secret WHERE id OPERATOR(pg_catalog.=) 1",
+					false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the token secret");
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		secret = (bytea *) SPI_datumTransfer(d, false, -1);
+	}
+	SPI_finish();
+	restore_user(&oc);
+	return secret;
+}
+
+/* HMAC-SHA256 of msg with the secret, as 64 lowercase hex digits. */
+static void
+token_mac(bytea *secret, const char *msg, char *hex)
+{
+	pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
+	uint8		mac[MAC_BYTES];
+	bool		ok;
+
+	if (ctx == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	ok = pg_hmac_init(ctx, (uint8 *) VARDATA_ANY(secret), VARSIZE_ANY_EXHDR(secret)) == 0 &&
+		pg_hmac_update(ctx, (const uint8 *) msg, strlen(msg)) == 0 &&
+		pg_hmac_final(ctx, mac, sizeof(mac)) == 0;
+	pg_hmac_free(ctx);
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not compute the token signature")));
+	for (int i = 0; i < MAC_BYTES; i++)
+		sprintf(hex + 2 * i, "%02x", mac[i]);
+	hex[2 * MAC_BYTES] = '\0';
+}
+
+/* issue_token(bigint, interval): a signed, expiring token for a patron. */
+Datum
+pg_issue_token(PG_FUNCTION_ARGS)
+{
+	int64		patron;
+	Interval   *valid_for;
+	TimestampTz expires;
+	int64		expires_unix;
+	char	   *body;
+	char		hex[2 * MAC_BYTES + 1];
+	OwnerContext oc;
+
+	require_arg(fcinfo, 0, "patron_id");
+	require_arg(fcinfo, 1, "valid_for");
+	patron = PG_GETARG_INT64(0);
+	valid_for = PG_GETARG_INTERVAL_P(1);
+	expires = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+													  TimestampTzGetDatum(GetCurrentTimestamp()),
+													  IntervalPGetDatum(valid_for)));
+	if (expires <= GetCurrentTimestamp())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("valid_for must be a positive interval")));
+
+	become_extension_owner(&oc);
+	SPI_connect();
+	require_account(patron);
+	SPI_finish();
+	restore_user(&oc);
+
+	expires_unix = (int64) timestamptz_to_time_t(expires);
+	body = psprintf(TOKEN_PREFIX "." INT64_FORMAT "." INT64_FORMAT, patron, expires_unix);
+	token_mac(token_secret(true), body, hex);
+	PG_RETURN_TEXT_P(cstring_to_text(psprintf("%s.%s", body, hex)));
+}
+
+/* Parse a decimal field of a token; false unless it is all digits. */
+static bool
+token_number(const char *s, size_t len, int64 *out)
+{
+	int64		v = 0;
+
+	if (len == 0 || len > 18)
+		return false;
+	for (size_t i = 0; i < len; i++)
+	{
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+/* act_as_token(text): verify a token and act for its patron. */
+Datum
+pg_act_as_token(PG_FUNCTION_ARGS)
+{
+	char	   *token;
+	char	   *dot1,
+			   *dot2,
+			   *dot3;
+	int64		patron = 0,
+				expires = 0;
+	bytea	   *secret;
+	char		hex[2 * MAC_BYTES + 1];
+	bool		valid;
+
+	require_arg(fcinfo, 0, "token");
+	token = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	/* pg1.<patron>.<expires>.<64 hex digits>, nothing else */
+	dot1 = strchr(token, '.');
+	dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
+	dot3 = dot2 ? strchr(dot2 + 1, '.') : NULL;
+	valid = dot3 != NULL &&
+		dot1 - token == strlen(TOKEN_PREFIX) &&
+		strncmp(token, TOKEN_PREFIX, strlen(TOKEN_PREFIX)) == 0 &&
+		token_number(dot1 + 1, dot2 - dot1 - 1, &patron) &&
+		token_number(dot2 + 1, dot3 - dot2 - 1, &expires) &&
+		strlen(dot3 + 1) == 2 * MAC_BYTES;
+	if (valid)
+	{
+		char	   *body = pnstrdup(token, dot3 - token);
+
+		secret = token_secret(false);
+		if (secret == NULL)
+			valid = false;
+		else
+		{
+			token_mac(secret, body, hex);
+			valid = timingsafe_bcmp(hex, dot3 + 1, 2 * MAC_BYTES) == 0;
+		}
+	}
+	if (!valid)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("invalid patron token")));
+	if ((int64) timestamptz_to_time_t(GetCurrentTimestamp()) >= expires)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("patron token has expired"),
+				 errhint("Ask the service that signs patrons in for a new token.")));
+	assert_patron(patron);
+	PG_RETURN_INT64(patron);
+}
+
+/* rotate_token_secret(): a new secret; older tokens stop working. */
+Datum
+pg_rotate_token_secret(PG_FUNCTION_ARGS)
+{
+	OwnerContext oc;
+
+	become_extension_owner(&oc);
+	SPI_connect();
+	if (SPI_execute("DELETE FROM " PG_SCHEMA ".token_secret", false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not remove the token secret");
+	SPI_finish();
+	restore_user(&oc);
+	(void) token_secret(true);
+	PG_RETURN_VOID();
+}
+
+/* current_patron(): the asserted patron, or NULL. */
+Datum
+pg_current_patron(PG_FUNCTION_ARGS)
+{
+	if (!acting)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(acting_patron);
+}
+
+/* The SQL condition on member m for a kind of row a lead may see. */
+static const char *
+consent_condition(const char *kind)
+{
+	if (strcmp(kind, "patrons") == 0)
+		return "true";
+	if (strcmp(kind, "cards") == 0)
+		return "false";
+	if (strcmp(kind, "circulations") == 0)
+		return "m.share_circulations AND (m.share_circulations_until IS NULL "
+			"OR m.share_circulations_until OPERATOR(pg_catalog.>) pg_catalog.now())";
+	if (strcmp(kind, "bills") == 0)
+		return "m.share_bills AND (m.share_bills_until IS NULL "
+			"OR m.share_bills_until OPERATOR(pg_catalog.>) pg_catalog.now())";
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("kind must be patrons, cards, circulations or bills, not \"%s\"", kind)));
+	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * visible_patrons(kind): the acting patron, plus, while they are a lead, the
+ * members of their group whose consent covers this kind.  Empty when no
+ * patron is asserted.
+ */
+Datum
+pg_visible_patrons(PG_FUNCTION_ARGS)
+{
+	char	   *kind;
+	const char *cond;
+	Datum	   *ids;
+	int			n = 0;
+
+	require_arg(fcinfo, 0, "kind");
+	kind = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	cond = consent_condition(kind);
+	if (!acting)
+		PG_RETURN_ARRAYTYPE_P(construct_empty_array(INT8OID));
+
+	{
+		OwnerContext oc;
+		Oid			types[1] = {INT8OID};
+		Datum		values[1] = {Int64GetDatum(acting_patron)};
+		MemoryContext outer = CurrentMemoryContext;
+
+		become_extension_owner(&oc);
+		SPI_connect();
+		if (SPI_execute_with_args(psprintf("SELECT m.patron_id FROM " PG_SCHEMA ".accounts me "
+										   "JOIN " PG_SCHEMA ".accounts m ON m.group_id OPERATOR(pg_catalog.=) me.group_id "
+										   "WHERE me.patron_id OPERATOR(pg_catalog.=) $1 AND me.is_lead "
+										   "AND m.patron_id OPERATOR(pg_catalog.<>) $1 AND %s", cond),
+								  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read patron_group.accounts");
+		ids = MemoryContextAlloc(outer, sizeof(Datum) * (SPI_processed + 1));
+		ids[n++] = Int64GetDatum(acting_patron);
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			bool		isnull;
+
+			ids[n++] = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull);
+		}
+		SPI_finish();
+		restore_user(&oc);
+	}
+	PG_RETURN_ARRAYTYPE_P(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/* set_consent(bigint, text, boolean, timestamptz, text). */
+Datum
+pg_set_consent(PG_FUNCTION_ARGS)
+{
+	int64		patron;
+	char	   *kind;
+	bool		granted;
+	OwnerContext oc;
+	Oid			types[3] = {INT8OID, BOOLOID, TIMESTAMPTZOID};
+	Datum		values[3];
+	char		nulls[3] = "   ";
+	bool		isnull;
+
+	require_arg(fcinfo, 0, "patron_id");
+	require_arg(fcinfo, 1, "kind");
+	require_arg(fcinfo, 2, "granted");
+	patron = PG_GETARG_INT64(0);
+	kind = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	granted = PG_GETARG_BOOL(2);
+	if (strcmp(kind, "circulations") != 0 && strcmp(kind, "bills") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("kind must be circulations or bills, not \"%s\"", kind)));
+	if (granted && !PG_ARGISNULL(3) && PG_GETARG_TIMESTAMPTZ(3) <= GetCurrentTransactionStartTimestamp())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("consent must last until a time in the future")));
+
+	SPI_connect();
+	if (session_is_patron_facing() && (!acting || acting_patron != patron))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("a patron may set only their own consent"),
+				 errdetail("Consent is the member's: staff may set it on their behalf, a lead never can.")));
+
+	values[0] = Int64GetDatum(patron);
+	values[1] = BoolGetDatum(granted);
+	if (granted && !PG_ARGISNULL(3))
+		values[2] = PG_GETARG_DATUM(3);
+	else
+		nulls[2] = 'n';
+
+	become_extension_owner(&oc);
+	if (SPI_execute_with_args("SELECT group_id FROM " PG_SCHEMA ".accounts "
+							  "WHERE patron_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+							  1, types, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock the account");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("patron " INT64_FORMAT " does not exist", patron)));
+	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull && granted)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("patron " INT64_FORMAT " is not in a group", patron),
+				 errdetail("Consent is given to the leads of one's group.")));
+
+	history_context_set(NULL, PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4)));
+	if (SPI_execute_with_args(psprintf("UPDATE " PG_SCHEMA ".accounts SET share_%s = $2, share_%s_until = $3 "
+									   "WHERE patron_id OPERATOR(pg_catalog.=) $1 "
+									   "AND (share_%s, share_%s_until) IS DISTINCT FROM ($2, $3)",
+									   kind, kind, kind, kind),
+							  3, types, values, nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update consent");
+	history_context_clear();
+	restore_user(&oc);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* Run a statement through SPI, failing loudly. */
+static void
+spi_exec(const char *sql)
+{
+	if (SPI_execute(sql, false, 0) < 0)
+		elog(ERROR, "SPI_execute failed: %s", sql);
+}
+
+/* The registered patron-facing roles, quoted and comma-separated, or NULL. */
+static char *
+patron_facing_list(void)
+{
+	StringInfoData list;
+
+	if (SPI_execute("SELECT pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(role_name::pg_catalog.oid)) "
+					"FROM " PG_SCHEMA ".patron_facing_roles ORDER BY 1", false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read patron_group.patron_facing_roles");
+	if (SPI_processed == 0)
+		return NULL;
+	initStringInfo(&list);
+	for (uint64 r = 0; r < SPI_processed; r++)
+		appendStringInfo(&list, "%s%s", r ? ", " : "",
+						 SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1));
+	return list.data;
+}
+
+static const char *const policy_names[] = {"patron_group_everyone", "patron_group_patron_read",
+	"patron_group_patron_insert", "patron_group_patron_update", "patron_group_patron_delete"};
+
+/* Drop the policies protect() made on a table. */
+static void
+drop_policies(Oid relid)
+{
+	char	   *relname = qualified_relname(relid);
+
+	for (size_t i = 0; i < lengthof(policy_names); i++)
+	{
+		if (SPI_execute_with_args("SELECT FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) $1 "
+								  "AND polname OPERATOR(pg_catalog.=) $2",
+								  2, (Oid[]) {OIDOID, NAMEOID},
+								  (Datum[]) {ObjectIdGetDatum(relid),
+							  DirectFunctionCall1(namein, CStringGetDatum(policy_names[i]))},
+								  NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read pg_policy");
+		if (SPI_processed > 0)
+			spi_exec(psprintf("DROP POLICY %s ON %s", policy_names[i], relname));
+	}
+}
+
+/* (Re)create the policies of a protected table for the registered roles. */
+static void
+create_policies(Oid relid, const char *kind, const char *column, Oid via,
+				const char *via_id, const char *via_patron)
+{
+	char	   *relname = qualified_relname(relid);
+	char	   *roles;
+	char	   *pred;
+	const char *visible_kind = strcmp(kind, "money") == 0 ? "bills" : kind;
+
+	if (via)
+		pred = psprintf("%s OPERATOR(pg_catalog.=) ANY ((SELECT pg_catalog.array_agg(v.%s) FROM %s v "
+						"WHERE v.%s OPERATOR(pg_catalog.=) ANY ((SELECT " PG_SCHEMA ".visible_patrons('%s'))::pg_catalog.int8[]))"
+						"::pg_catalog.int8[])",
+						quote_identifier(column), quote_identifier(via_id), qualified_relname(via),
+						quote_identifier(via_patron), visible_kind);
+	else
+		pred = psprintf("%s OPERATOR(pg_catalog.=) ANY ((SELECT " PG_SCHEMA ".visible_patrons('%s'))::pg_catalog.int8[])",
+						quote_identifier(column), visible_kind);
+
+	drop_policies(relid);
+	spi_exec(psprintf("CREATE POLICY patron_group_everyone ON %s AS PERMISSIVE FOR ALL TO PUBLIC "
+					  "USING (true) WITH CHECK (true)", relname));
+	roles = patron_facing_list();
+	if (roles == NULL)
+		return;
+	spi_exec(psprintf("CREATE POLICY patron_group_patron_read ON %s AS RESTRICTIVE FOR SELECT TO %s "
+					  "USING (%s)", relname, roles, pred));
+	spi_exec(psprintf("CREATE POLICY patron_group_patron_insert ON %s AS RESTRICTIVE FOR INSERT TO %s "
+					  "WITH CHECK (false)", relname, roles));
+	spi_exec(psprintf("CREATE POLICY patron_group_patron_update ON %s AS RESTRICTIVE FOR UPDATE TO %s "
+					  "USING (false) WITH CHECK (false)", relname, roles));
+	spi_exec(psprintf("CREATE POLICY patron_group_patron_delete ON %s AS RESTRICTIVE FOR DELETE TO %s "
+					  "USING (false)", relname, roles));
+}
+
+#define PROTECT_COLUMNS \
+	"relid::pg_catalog.oid, kind, COALESCE(id_column, patron_column), " \
+	"via_relid::pg_catalog.oid, via_id_column, via_patron_column"
+
+/*
+ * Recreate the policies of the protected tables named by the current SPI
+ * result.  The result stays valid while create_policies() runs SPI itself:
+ * SPI frees result tables only when the procedure ends.
+ */
+static void
+policies_from_result(void)
+{
+	SPITupleTable *tt = SPI_tuptable;
+	uint64		n = SPI_processed;
+
+	for (uint64 r = 0; r < n; r++)
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(tt->vals[r], tt->tupdesc, 1, &isnull));
+		Datum		via = SPI_getbinval(tt->vals[r], tt->tupdesc, 4, &isnull);
+
+		create_policies(relid, SPI_getvalue(tt->vals[r], tt->tupdesc, 2),
+						SPI_getvalue(tt->vals[r], tt->tupdesc, 3),
+						isnull ? InvalidOid : DatumGetObjectId(via),
+						SPI_getvalue(tt->vals[r], tt->tupdesc, 5),
+						SPI_getvalue(tt->vals[r], tt->tupdesc, 6));
+	}
+}
+
+/* Recreate the policies of every protected table (the roles changed). */
+static void
+refresh_all_policies(void)
+{
+	if (SPI_execute("SELECT " PROTECT_COLUMNS " FROM " PG_SCHEMA ".attachments WHERE protected",
+					false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read patron_group.attachments");
+	policies_from_result();
+}
+
+/* Refuse a role that would see everything anyway, or that owns an attached table. */
+static void
+check_patron_facing_role(Oid role)
+{
+	HeapTuple	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(role));
+	Form_pg_authid authid;
+	bool		unsafe;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for role %u", role);
+	authid = (Form_pg_authid) GETSTRUCT(tup);
+	unsafe = authid->rolsuper || authid->rolbypassrls;
+	ReleaseSysCache(tup);
+	if (unsafe)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_GRANT_OPERATION),
+				 errmsg("role \"%s\" bypasses row-level security and cannot be patron-facing",
+						GetUserNameFromId(role, false)),
+				 errhint("Use a role without SUPERUSER and BYPASSRLS for the patron-facing application.")));
+	if (SPI_execute_with_args("SELECT c.relname FROM " PG_SCHEMA ".attachments a "
+							  "JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.relid "
+							  "WHERE pg_catalog.pg_has_role($1, c.relowner, 'USAGE')",
+							  1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(role)}, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pg_class");
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_GRANT_OPERATION),
+				 errmsg("role \"%s\" owns attached table \"%s\" and would bypass its row-level security",
+						GetUserNameFromId(role, false),
+						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
+				 errhint("Let another role own the library system's tables.")));
+}
+
+/* Grant or revoke what a patron-facing role needs of the extension. */
+static void
+patron_facing_grants(Oid role, bool give)
+{
+	char	   *name = (char *) quote_identifier(GetUserNameFromId(role, false));
+
+	spi_exec(psprintf("%s EXECUTE ON FUNCTION " PG_SCHEMA ".group_members(bigint), "
+					  PG_SCHEMA ".set_consent(bigint, text, boolean, timestamptz, text) %s %s",
+					  give ? "GRANT" : "REVOKE", give ? "TO" : "FROM", name));
+}
+
+/* register_patron_facing(regrole). */
+Datum
+pg_register_patron_facing(PG_FUNCTION_ARGS)
+{
+	Oid			role;
+	OwnerContext oc;
+
+	require_arg(fcinfo, 0, "role_name");
+	role = PG_GETARG_OID(0);
+	SPI_connect();
+	check_patron_facing_role(role);
+	become_extension_owner(&oc);
+	if (SPI_execute_with_args("INSERT INTO " PG_SCHEMA ".patron_facing_roles (role_name) VALUES ($1) "
+							  "ON CONFLICT DO NOTHING", 1, (Oid[]) {OIDOID},
+							  (Datum[]) {ObjectIdGetDatum(role)}, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not register the role");
+	restore_user(&oc);
+	patron_facing_grants(role, true);
+	refresh_all_policies();
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* unregister_patron_facing(regrole). */
+Datum
+pg_unregister_patron_facing(PG_FUNCTION_ARGS)
+{
+	Oid			role;
+	OwnerContext oc;
+
+	require_arg(fcinfo, 0, "role_name");
+	role = PG_GETARG_OID(0);
+	SPI_connect();
+	become_extension_owner(&oc);
+	if (SPI_execute_with_args("DELETE FROM " PG_SCHEMA ".patron_facing_roles WHERE role_name OPERATOR(pg_catalog.=) $1",
+							  1, (Oid[]) {REGROLEOID}, (Datum[]) {ObjectIdGetDatum(role)}, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not unregister the role");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role \"%s\" is not patron-facing", GetUserNameFromId(role, false))));
+	restore_user(&oc);
+	patron_facing_grants(role, false);
+	refresh_all_policies();
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* Set an attachment's protected flag; returns false if the table is not attached. */
+static bool
+set_protected(Oid relid, bool on, bool *was)
+{
+	OwnerContext oc;
+	bool		isnull;
+
+	if (SPI_execute_with_args("SELECT protected FROM " PG_SCHEMA ".attachments WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
+							  1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(relid)}, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read patron_group.attachments");
+	if (SPI_processed == 0)
+		return false;
+	*was = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	become_extension_owner(&oc);
+	if (SPI_execute_with_args("UPDATE " PG_SCHEMA ".attachments SET protected = $2 WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
+							  2, (Oid[]) {OIDOID, BOOLOID},
+							  (Datum[]) {ObjectIdGetDatum(relid), BoolGetDatum(on)}, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update patron_group.attachments");
+	restore_user(&oc);
+	return true;
+}
+
+/* The owner of a relation. */
+static Oid
+relation_owner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/* protect(regclass). */
+Datum
+pg_protect(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	bool		was;
+
+	require_arg(fcinfo, 0, "attached_table");
+	relid = PG_GETARG_OID(0);
+	SPI_connect();
+	if (!set_protected(relid, true, &was))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("table \"%s\" is not attached", get_rel_name(relid)),
+				 errhint("Only attached tables can be protected.")));
+	if (was)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("table \"%s\" is already protected", get_rel_name(relid))));
+	{
+		Oid			owner = relation_owner(relid);
+
+		if (SPI_execute_with_args("SELECT FROM " PG_SCHEMA ".patron_facing_roles r "
+								  "WHERE pg_catalog.pg_has_role(r.role_name::pg_catalog.oid, $1, 'USAGE')",
+								  1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(owner)}, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read patron_group.patron_facing_roles");
+		if (SPI_processed > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_GRANT_OPERATION),
+					 errmsg("table \"%s\" is owned by a patron-facing role, which would bypass its row-level security",
+							get_rel_name(relid)),
+					 errhint("Let another role own the library system's tables.")));
+	}
+	spi_exec(psprintf("ALTER TABLE %s ENABLE ROW LEVEL SECURITY", qualified_relname(relid)));
+	if (SPI_execute_with_args("SELECT " PROTECT_COLUMNS " FROM " PG_SCHEMA ".attachments WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
+							  1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(relid)}, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read patron_group.attachments");
+	policies_from_result();
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* unprotect(regclass). */
+Datum
+pg_unprotect(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	bool		was;
+	char	   *relname;
+
+	require_arg(fcinfo, 0, "attached_table");
+	relid = PG_GETARG_OID(0);
+	SPI_connect();
+	if (!set_protected(relid, false, &was) || !was)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("table \"%s\" is not protected", get_rel_name(relid))));
+	relname = qualified_relname(relid);
+	drop_policies(relid);
+	/* leave row-level security on if the library system has policies of its own */
+	if (SPI_execute_with_args("SELECT FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) $1",
+							  1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(relid)}, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pg_policy");
+	if (SPI_processed == 0)
+		spi_exec(psprintf("ALTER TABLE %s DISABLE ROW LEVEL SECURITY", relname));
+	SPI_finish();
+	PG_RETURN_VOID();
+}
