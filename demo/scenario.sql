@@ -83,15 +83,52 @@ SELECT group_label, coalesce(display_name, '') AS name, barcode,
   FROM patron_group.group_members(1);
 
 \echo
-\echo '== 9. The history: every change, who made it and why'
+\echo '== 9. Lead access, with consent: Maria signs in to the catalogue'
+\echo '   Jürgen Müller, an adult lodger, joins the household; he shares nothing.'
+\echo '   Sofia''s parents signed the form: staff record her consent to share loans.'
+SELECT patron_group.move_to_group(5, into_group_of => 1, reason => 'lodger, same address') IS NOT NULL AS moved;
+SELECT patron_group.set_consent(2, 'circulations', true, reason => 'consent form signed by parent');
+DO $$ BEGIN CREATE ROLE opac; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+DO $$ BEGIN CREATE ROLE signin; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+GRANT USAGE ON SCHEMA ils TO opac;
+GRANT SELECT ON ALL TABLES IN SCHEMA ils TO opac;
+GRANT EXECUTE ON FUNCTION patron_group.issue_token(bigint, interval) TO signin;
+SELECT patron_group.register_patron_facing('opac');
+SELECT patron_group.protect(t)
+  FROM unnest('{ils.patron,ils.card,ils.circulation,ils.billing,ils.payment}'::regclass[]) t \g /dev/null
+SET ROLE signin;
+SELECT patron_group.issue_token(1) AS maria_token \gset
+RESET ROLE;
+\echo '   The catalogue (role opac) runs one plain query for "my family''s loans":'
+SET ROLE opac;
+BEGIN;
+SELECT patron_group.act_as_token(:'maria_token') AS signed_in_as;
+SELECT p.family_name || ', ' || p.given_name AS patron, i.title, c.due_at::date AS due
+  FROM ils.circulation c JOIN ils.patron p ON p.id = c.patron JOIN ils.item i ON i.id = c.item
+ WHERE c.checkin_at IS NULL ORDER BY 1, 2;
+\echo '   and her Group Member Details: names for all, figures only where consent allows'
+SELECT coalesce(display_name, '') AS name, items_out AS "out", items_overdue AS overdue,
+       balance_owed AS owed FROM patron_group.group_members(1);
+COMMIT;
+\echo '   After the transaction the catalogue''s connection acts for nobody:'
+SELECT count(*) AS loans_visible FROM ils.circulation;
+RESET ROLE;
+\echo '   The same query as staff (not patron-facing) sees every loan of the family:'
+SELECT p.family_name || ', ' || p.given_name AS patron, i.title, c.due_at::date AS due
+  FROM ils.circulation c JOIN ils.patron p ON p.id = c.patron JOIN ils.item i ON i.id = c.item
+ WHERE c.checkin_at IS NULL AND c.patron IN (SELECT member_id FROM patron_group.group_members(1))
+ ORDER BY 1, 2;
+
+\echo
+\echo '== 10. The history: every change, who made it and why'
 SELECT to_char(h.happened_at, 'HH24:MI:SS') AS at, h.db_role, h.app_user, h.action,
        p.family_name || ', ' || p.given_name AS patron,
-       h.from_group AS "from", h.to_group AS "to", h.reason
+       h.from_group AS "from", h.to_group AS "to", concat_ws(': ', h.detail, h.reason) AS why
   FROM patron_group.history h LEFT JOIN ils.patron p ON p.id = h.patron_id
  ORDER BY h.event_id;
 
 \echo
-\echo '== 10. The groups'
+\echo '== 11. The groups'
 SELECT group_id, label, member_count, lead_count, items_out, items_lost,
        amount_billed - amount_paid AS balance_owed
   FROM patron_group.groups ORDER BY group_id;
