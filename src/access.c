@@ -398,18 +398,25 @@ pg_visible_patrons(PG_FUNCTION_ARGS)
 		PG_RETURN_ARRAYTYPE_P(construct_empty_array(INT8OID));
 
 	{
+		static const char *const kinds[] = {"patrons", "cards", "circulations", "bills"};
+		static SPIPlanPtr plans[lengthof(kinds)];
 		OwnerContext oc;
 		Oid			types[1] = {INT8OID};
 		Datum		values[1] = {Int64GetDatum(acting_patron)};
 		MemoryContext outer = CurrentMemoryContext;
+		size_t		k = 0;
 
+		while (strcmp(kinds[k], kind) != 0)
+			k++;
 		become_extension_owner(&oc);
 		SPI_connect();
-		if (SPI_execute_with_args(psprintf("SELECT m.patron_id FROM " PG_SCHEMA ".accounts me "
-										   "JOIN " PG_SCHEMA ".accounts m ON m.group_id OPERATOR(pg_catalog.=) me.group_id "
-										   "WHERE me.patron_id OPERATOR(pg_catalog.=) $1 AND me.is_lead "
-										   "AND m.patron_id OPERATOR(pg_catalog.<>) $1 AND %s", cond),
-								  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
+		kept_plan(&plans[k],
+				  psprintf("SELECT m.patron_id FROM " PG_SCHEMA ".accounts me "
+						   "JOIN " PG_SCHEMA ".accounts m ON m.group_id OPERATOR(pg_catalog.=) me.group_id "
+						   "WHERE me.patron_id OPERATOR(pg_catalog.=) $1 AND me.is_lead "
+						   "AND m.patron_id OPERATOR(pg_catalog.<>) $1 AND %s", cond),
+				  1, types);
+		if (SPI_execute_plan(plans[k], values, NULL, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read patron_group.accounts");
 		ids = MemoryContextAlloc(outer, sizeof(Datum) * (SPI_processed + 1));
 		ids[n++] = Int64GetDatum(acting_patron);

@@ -12,7 +12,9 @@
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
+#include "nodes/parsenodes.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -71,7 +73,14 @@ _PG_init(void)
 	RegisterSubXactCallback(patron_group_subxact_callback, NULL);
 }
 
-/* The role that owns the extension: its tables are written as this role. */
+/*
+ * The role that owns the extension: its tables are written as this role.
+ * Looked up once per transaction (the triggers ask for it on every
+ * statement).
+ */
+static Oid	cached_owner = InvalidOid;
+static LocalTransactionId cached_owner_lxid = InvalidLocalTransactionId;
+
 Oid
 extension_owner(void)
 {
@@ -81,6 +90,8 @@ extension_owner(void)
 	HeapTuple	tup;
 	Oid			owner = InvalidOid;
 
+	if (OidIsValid(cached_owner) && cached_owner_lxid == MyProc->lxid)
+		return cached_owner;
 	rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
 				F_NAMEEQ, CStringGetDatum("patron_group"));
@@ -95,6 +106,8 @@ extension_owner(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("extension \"patron_group\" is not installed in this database")));
+	cached_owner = owner;
+	cached_owner_lxid = MyProc->lxid;
 	return owner;
 }
 
@@ -176,13 +189,18 @@ require_arg(FunctionCallInfo fcinfo, int argno, const char *what)
 				 errmsg("%s must not be null", what)));
 }
 
-/* Prepare a plan once per backend, keep it in *slot, and return it. */
+/*
+ * Prepare a plan once per backend, keep it in *slot, and return it.  The plan
+ * is generic: these statements are the same whatever their parameters, and
+ * planning them anew for each call (a custom plan) would cost more than the
+ * statement itself.
+ */
 SPIPlanPtr
 kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
 {
 	if (*slot == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));

@@ -22,6 +22,11 @@
  *	 3. lock the group rows, in group_id order (again only when several);
  *	 4. one UPDATE of patron_group.groups adds the per-group sums.
  *
+ * A statement that concerns one patron (a checkout, a bill, a payment) skips
+ * the sorting and the arrays: two single-row UPDATEs with scalar
+ * parameters.  Every plan is prepared once per backend and kept generic, so
+ * no statement is planned again per call.
+ *
  * That is the lock order every path of the extension follows (accounts by
  * patron_id, then groups by group_id; see groups.c), so a checkout, a
  * payment, a move and a rebuild never deadlock through the extension.
@@ -274,8 +279,8 @@ patron_values_sql(TotalsSource *s, const char *from, const char *where,
 static char *
 aggregate_sql(const char *rows)
 {
-	return psprintf("SELECT d.p, pg_catalog.sum(d.o)::pg_catalog.int8, pg_catalog.sum(d.l)::pg_catalog.int8, "
-					"pg_catalog.sum(d.b), pg_catalog.sum(d.y) FROM (%s) d "
+	return psprintf("SELECT d.p, pg_catalog.sum(d.o)::pg_catalog.int8 AS o, pg_catalog.sum(d.l)::pg_catalog.int8 AS l, "
+					"pg_catalog.sum(d.b) AS b, pg_catalog.sum(d.y) AS y FROM (%s) d "
 					"WHERE d.p IS NOT NULL GROUP BY d.p "
 					"HAVING pg_catalog.sum(d.o) OPERATOR(pg_catalog.<>) 0 "
 					"OR pg_catalog.sum(d.l) OPERATOR(pg_catalog.<>) 0 "
@@ -345,6 +350,8 @@ overdue_sql(List *sources, const char *patron_expr)
 	return sql.data;
 }
 
+static SPIPlanPtr one_account_plan;
+static SPIPlanPtr one_group_plan;
 static SPIPlanPtr lock_accounts_plan;
 static SPIPlanPtr update_accounts_plan;
 static SPIPlanPtr lock_groups_plan;
@@ -387,6 +394,47 @@ result_to_arrays(Datum *args)
 }
 
 /*
+ * The common case, a statement that concerns one patron (a checkout, a
+ * payment): two single-row UPDATEs with scalar parameters, account then
+ * group.  Lock order needs no sorting with one row of each.
+ */
+static void
+apply_one_delta(void)
+{
+	Oid			types[5] = {INT8OID, INT8OID, INT8OID, NUMERICOID, NUMERICOID};
+	Datum		args[5];
+	bool		isnull;
+
+	for (int c = 0; c < 5; c++)
+		args[c] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, c + 1, &isnull);
+	kept_plan(&one_account_plan,
+			  "UPDATE " PG_SCHEMA ".accounts SET "
+			  "items_out = items_out OPERATOR(pg_catalog.+) $2, "
+			  "items_lost = items_lost OPERATOR(pg_catalog.+) $3, "
+			  "amount_billed = amount_billed OPERATOR(pg_catalog.+) $4, "
+			  "amount_paid = amount_paid OPERATOR(pg_catalog.+) $5 "
+			  "WHERE patron_id OPERATOR(pg_catalog.=) $1 RETURNING group_id",
+			  5, types);
+	if (SPI_execute_plan(one_account_plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not update account totals");
+	if (SPI_processed == 0)
+		return;					/* not a patron of the attached table */
+	args[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		return;					/* not in a group */
+	kept_plan(&one_group_plan,
+			  "UPDATE " PG_SCHEMA ".groups SET "
+			  "items_out = items_out OPERATOR(pg_catalog.+) $2, "
+			  "items_lost = items_lost OPERATOR(pg_catalog.+) $3, "
+			  "amount_billed = amount_billed OPERATOR(pg_catalog.+) $4, "
+			  "amount_paid = amount_paid OPERATOR(pg_catalog.+) $5 "
+			  "WHERE group_id OPERATOR(pg_catalog.=) $1",
+			  5, types);
+	if (SPI_execute_plan(one_group_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update group totals");
+}
+
+/*
  * Apply the deltas of the current SPI result (rows of p, o, l, b, y sorted
  * by p) to accounts and then groups, in the lock order described above.  The
  * caller is connected to SPI and runs as the extension owner.
@@ -401,6 +449,11 @@ apply_deltas_from_result(void)
 
 	if (n == 0)
 		return;
+	if (n == 1)
+	{
+		apply_one_delta();
+		return;
+	}
 	result_to_arrays(args);
 
 	if (n > 1)

@@ -1,0 +1,1 @@
+SELECT * FROM patron_group.group_members(15);

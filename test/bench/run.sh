@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# make bench: the benchmarks of BENCHMARKS.md, side by side in one run on a
+# throwaway server.  SCALE=10 make bench for ten times the data; T=seconds
+# per pgbench run (default 20), ROUNDS (default 3).
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/common.sh"
+
+SCALE=${SCALE:-1}
+T=${T:-20}
+ROUNDS=${ROUNDS:-3}
+WORK=/tmp/patron_group-bench
+PORT=54370
+
+ensure_packages
+ensure_user
+[ -d "$WORK/server/data" ] && stop_server "$WORK/server"
+rm -rf "$WORK"; mkdir -p "$WORK"; chmod 755 "$WORK"
+build_and_install "$WORK"
+start_server "$WORK/server" $PORT
+trap 'stop_server "$WORK/server"' EXIT
+B=$BUILD_DIR/test/bench
+as_user $PGBIN/psql -X -q -d postgres -c "ALTER SYSTEM SET shared_buffers = '2GB'" \
+    -c "ALTER SYSTEM SET synchronous_commit = off" -c "ALTER SYSTEM SET max_wal_size = '8GB'" \
+    -c "ALTER SYSTEM SET checkpoint_timeout = '30min'" -c "ALTER SYSTEM SET work_mem = '64MB'"
+as_user $PGBIN/pg_ctl -D "$WORK/server/data" -w -l "$WORK/server/server.log" restart >/dev/null
+
+P() { as_user env PGHOST="$PGHOST" PGPORT="$PGPORT" $PGBIN/psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+PB() { as_user env PGHOST="$PGHOST" PGPORT="$PGPORT" $PGBIN/pgbench -n "$@"; }
+OUT=$WORK/results.md
+: >"$OUT"
+log() { echo "$*" | tee -a "$OUT"; }
+
+say "generating the library (scale $SCALE)"
+P -d postgres -c "CREATE DATABASE bench_none"
+/usr/bin/time -f '%e s' -o "$WORK/gen.time" bash -c "$(declare -f as_user); RUN_USER=$RUN_USER; \
+    as_user env PGHOST=$PGHOST PGPORT=$PGPORT $PGBIN/psql -X -q -v ON_ERROR_STOP=1 -d bench_none -v scale=$SCALE -f $B/schema.sql"
+for db in bench_ext bench_plpgsql; do P -d postgres -c "CREATE DATABASE $db TEMPLATE bench_none"; done
+P -d bench_plpgsql -f "$B/peer.sql"
+say "attaching the extension"
+/usr/bin/time -f '%e s' -o "$WORK/attach.time" bash -c "$(declare -f as_user); RUN_USER=$RUN_USER; \
+    as_user env PGHOST=$PGHOST PGPORT=$PGPORT $PGBIN/psql -X -q -v ON_ERROR_STOP=1 -d bench_ext -f $B/extension.sql" >/dev/null
+
+log "# Benchmark run $(date -u '+%Y-%m-%d %H:%M UTC')"
+log ""
+log "PostgreSQL $(P -d postgres -Atc 'SHOW server_version'), $(nproc) cores, scale $SCALE:" \
+    "$(P -d bench_none -Atc "SELECT format('%s patrons, %s loans, %s bills, %s payments', (SELECT count(*) FROM patron), (SELECT count(*) FROM circulation), (SELECT count(*) FROM billing), (SELECT count(*) FROM payment))")."
+log "Settings: shared_buffers 2GB, synchronous_commit off (so that commit flushes do not hide the triggers' CPU cost), pgbench -c 2 -j 2 -T $T, $ROUNDS rounds, variants alternated."
+log "Generation took $(cat $WORK/gen.time); attaching (initial totals for every patron, grouping $(P -d bench_ext -Atc 'SELECT count(*) FROM patron_group.groups') families) took $(cat $WORK/attach.time)."
+log ""
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+say "transaction mix"
+MIX=(-c 2 -j 2 -T "$T" -D scale=$SCALE -f "$B/checkout.sql@30" -f "$B/checkin.sql@30" -f "$B/bill.sql@25" -f "$B/payment.sql@15")
+declare -A TPS
+for r in $(seq 1 "$ROUNDS"); do
+    for db in bench_none bench_ext bench_plpgsql; do
+        t=$(PB "${MIX[@]}" -d $db 2>&1 | awk '/^tps/ {print $3}')
+        echo "  round $r $db: $t tps"
+        TPS[$db]+="$t "
+    done
+done
+none=$(echo ${TPS[bench_none]} | tr ' ' '\n' | median)
+ext=$(echo ${TPS[bench_ext]} | tr ' ' '\n' | median)
+plp=$(echo ${TPS[bench_plpgsql]} | tr ' ' '\n' | median)
+log "## 1. Transaction mix (checkout 30%, checkin 30%, bill 25%, payment 15%)"
+log ""
+log "| variant | tps per round | median tps | overhead vs no triggers |"
+log "|---|---|---|---|"
+log "| no triggers | ${TPS[bench_none]}| $none | |"
+log "| patron_group | ${TPS[bench_ext]}| $ext | $(awk -v a=$none -v b=$ext 'BEGIN{printf "%.1f%%", 100*(1-b/a)}') |"
+log "| PL/pgSQL peer | ${TPS[bench_plpgsql]}| $plp | $(awk -v a=$none -v b=$plp 'BEGIN{printf "%.1f%%", 100*(1-b/a)}') |"
+log ""
+log "Extension overhead / PL/pgSQL overhead: $(awk -v a=$none -v b=$ext -v c=$plp 'BEGIN{printf "%.2f", (1-b/a)/(1-c/a)}') (target: at most 0.5); extension overhead target: at most 20%."
+log "verify() after the mix: $(P -d bench_ext -Atc 'SELECT count(*) FROM patron_group.verify()') rows."
+log ""
+
+say "bulk INSERT ... SELECT"
+BULK="BEGIN; INSERT INTO circulation (patron, item, due_at) SELECT 1 + (i * 31) % (100000 * $SCALE), i, now() FROM generate_series(1, 1000000 * $SCALE) i; ROLLBACK;"
+declare -A BT
+for r in $(seq 1 "$ROUNDS"); do
+    for db in bench_none bench_ext bench_plpgsql; do
+        t=$(P -d $db -c '\timing on' -c "$BULK" | awk '/^Time:/ {v=$2} END {print v}')
+        echo "  round $r $db: $t ms"
+        BT[$db]+="$t "
+    done
+done
+bn=$(echo ${BT[bench_none]} | tr ' ' '\n' | median)
+be=$(echo ${BT[bench_ext]} | tr ' ' '\n' | median)
+bp=$(echo ${BT[bench_plpgsql]} | tr ' ' '\n' | median)
+log "## 2. Bulk: one INSERT ... SELECT of $((1000000 * SCALE)) loans (timed, then rolled back)"
+log ""
+log "| variant | ms per round | median ms | ratio to no triggers |"
+log "|---|---|---|---|"
+log "| no triggers | ${BT[bench_none]}| $bn | 1.00 |"
+log "| patron_group | ${BT[bench_ext]}| $be | $(awk -v a=$bn -v b=$be 'BEGIN{printf "%.2f", b/a}') |"
+log "| PL/pgSQL peer | ${BT[bench_plpgsql]}| $bp | $(awk -v a=$bn -v b=$bp 'BEGIN{printf "%.2f", b/a}') |"
+log ""
+log "Target: patron_group at most 1.5x."
+log ""
+
+say "Group Member Details for a family of 6"
+declare -A LAT
+for r in $(seq 1 "$ROUNDS"); do
+    for f in members_ext members_sql; do
+        l=$(PB -c 1 -T "$T" -f "$B/$f.sql" -d bench_ext 2>&1 | awk '/latency average/ {print $4}')
+        echo "  round $r $f: $l ms"
+        LAT[$f]+="$l "
+    done
+done
+le=$(echo ${LAT[members_ext]} | tr ' ' '\n' | median)
+ls_=$(echo ${LAT[members_sql]} | tr ' ' '\n' | median)
+log "## 3. Group Member Details for a family of 6 (one client, latency)"
+log ""
+log "| query | ms per round | median ms |"
+log "|---|---|---|"
+log "| patron_group.group_members(15) | ${LAT[members_ext]}| $le |"
+log "| the same figures computed on demand with plain SQL | ${LAT[members_sql]}| $ls_ |"
+log ""
+log "Ratio extension / plain SQL: $(awk -v a=$le -v b=$ls_ 'BEGIN{printf "%.2f", a/b}') (aim: extension under 1 ms)."
+log ""
+
+say "lead access through row-level security"
+P -d bench_ext -c "SELECT patron_group.protect('circulation')" >/dev/null
+declare -A RL
+for r in $(seq 1 "$ROUNDS"); do
+    for f in lead_reads staff_reads; do
+        user=$RUN_USER; [ $f = lead_reads ] && user=bench_opac
+        l=$(PB -c 1 -T "$T" -r -f "$B/$f.sql" -d bench_ext -U $user 2>&1 | awk '/FROM circulation/ && $1 ~ /^[0-9.]+$/ {print $1}')
+        echo "  round $r $f: $l ms"
+        RL[$f]+="$l "
+    done
+done
+rl=$(echo ${RL[lead_reads]} | tr ' ' '\n' | median)
+rs=$(echo ${RL[staff_reads]} | tr ' ' '\n' | median)
+log "## 4. A lead reading the open loans of a family of 6 (statement latency, pgbench -r)"
+log ""
+log "| reader | ms per round | median ms |"
+log "|---|---|---|"
+log "| lead (patron-facing, through the policy) | ${RL[lead_reads]}| $rl |"
+log "| staff, the same rows, no policy applies | ${RL[staff_reads]}| $rs |"
+log ""
+log "Ratio: $(awk -v a=$rl -v b=$rs 'BEGIN{printf "%.2f", a/b}') (target: at most 1.2)."
+log ""
+
+say "backend memory over a million trigger calls"
+log "## 5. Backend memory over 1,000,000 single-row INSERT statements in one session"
+log ""
+log "| statements | memory contexts (kB) | RssAnon, private memory (kB) |"
+log "|---|---|---|"
+P -d bench_ext -v ON_ERROR_STOP=1 -At <<'SQL' | tee -a "$OUT"
+CREATE TEMP TABLE mem (n int, ctx bigint, rss bigint);
+CREATE FUNCTION pg_temp.sample(n int) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO mem SELECT n, (SELECT sum(total_bytes) / 1024 FROM pg_backend_memory_contexts),
+        (regexp_match(pg_read_file('/proc/' || pg_backend_pid() || '/status'), 'RssAnon:\s+(\d+)'))[1]::bigint $$;
+SELECT pg_temp.sample(0);
+DO $$ BEGIN
+    FOR i IN 1..1000000 LOOP
+        INSERT INTO circulation (patron, item, due_at) VALUES (1 + i % 100000, i, now());
+        IF i % 250000 = 0 THEN PERFORM pg_temp.sample(i); COMMIT; END IF;
+    END LOOP;
+END $$;
+SELECT format('| %s | %s | %s |', n, ctx, rss) FROM mem ORDER BY n;
+SQL
+log ""
+log "verify() at the end: $(P -d bench_ext -Atc 'SELECT count(*) FROM patron_group.verify()') rows."
+echo
+cat "$OUT"
+cp "$OUT" /tmp/patron_group-bench-results.md
