@@ -28,6 +28,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 
 #include "patron_group.h"
 
@@ -528,6 +529,9 @@ pg_clone_patron(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(new_id);
 }
 
+static char *members_sql = NULL;
+static SPIPlanPtr members_plan = NULL;
+
 /*
  * group_members(bigint): Group Member Details for a patron's group.
  *
@@ -617,7 +621,20 @@ pg_group_members(PG_FUNCTION_ARGS)
 				   barcode_sql(map, "p"), display_name_sql(map, "p"),
 				   see_circ, see_circ, overdue_sql(load_totals_sources(InvalidOid), "a.patron_id"),
 				   see_circ, see_bills, map->relname, map->id_column);
-	spi_run(sql, 2, types, values, nulls, SPI_OK_SELECT);
+	/* the text only changes with the attachments: keep its plan while it stays */
+	if (members_sql == NULL || strcmp(members_sql, sql) != 0)
+	{
+		if (members_plan)
+			SPI_freeplan(members_plan);
+		members_plan = NULL;
+		if (members_sql)
+			pfree(members_sql);
+		members_sql = NULL;
+		kept_plan(&members_plan, sql, 2, types);
+		members_sql = MemoryContextStrdup(TopMemoryContext, sql);
+	}
+	if (SPI_execute_plan(members_plan, values, nulls, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not list the group's members");
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),

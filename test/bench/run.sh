@@ -147,7 +147,7 @@ log "## 5. Backend memory over 1,000,000 single-row INSERT statements in one ses
 log ""
 log "| statements | memory contexts (kB) | RssAnon, private memory (kB) |"
 log "|---|---|---|"
-P -d bench_ext -v ON_ERROR_STOP=1 -At <<'SQL' | tee -a "$OUT"
+P -d bench_ext -v ON_ERROR_STOP=1 -At <<'SQL' | grep '^|' | tee -a "$OUT"
 CREATE TEMP TABLE mem (n int, ctx bigint, rss bigint);
 CREATE FUNCTION pg_temp.sample(n int) RETURNS void LANGUAGE sql AS $$
     INSERT INTO mem SELECT n, (SELECT sum(total_bytes) / 1024 FROM pg_backend_memory_contexts),
