@@ -1,3 +1,2 @@
--- checkout: a new loan for a random patron, due in three weeks
 \set p random(1, 100000 * :scale)
 INSERT INTO circulation (patron, item, due_at) VALUES (:p, :p, now() + interval '21 days');
