@@ -13,7 +13,7 @@ DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
 REGRESS = setup attach barcode groups clone errors privileges totals totals_koha security
 REGRESS_OPTS = --inputdir=test --encoding=UTF8
-ISOLATION = move_concurrent lead_access totals_concurrent
+ISOLATION = move_concurrent lead_access totals_concurrent totals_merge
 ISOLATION_OPTS = --inputdir=test --encoding=UTF8
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
