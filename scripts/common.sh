@@ -5,7 +5,8 @@
 set -euo pipefail
 
 PG_MAJOR=15
-PGBIN=/usr/lib/postgresql/$PG_MAJOR/bin
+# PGBIN may point at another installation of the same major version
+PGBIN=${PGBIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 if [ "$(id -u)" = 0 ]; then

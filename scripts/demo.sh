@@ -6,7 +6,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 DEMO=/tmp/patron_group-demo
-PORT=54330
+PORT=${DEMO_PORT:-54330}
 
 ensure_packages
 ensure_user

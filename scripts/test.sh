@@ -27,7 +27,7 @@ if ! build_and_install "$WORK"; then
     echo "build failed"
     finish
 fi
-start_server "$WORK/server" 54329
+start_server "$WORK/server" "${TEST_PORT:-54329}"
 trap 'stop_server "$WORK/server"' EXIT
 set +e
 

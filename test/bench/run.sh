@@ -8,7 +8,7 @@ SCALE=${SCALE:-1}
 T=${T:-20}
 ROUNDS=${ROUNDS:-3}
 WORK=/tmp/patron_group-bench
-PORT=54370
+PORT=${BENCH_PORT:-54370}
 
 ensure_packages
 ensure_user
