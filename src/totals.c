@@ -49,22 +49,36 @@
 
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/plancache.h"
 #include "utils/rel.h"
+#include "utils/tuplestore.h"
 
 #include "patron_group.h"
 
 PG_FUNCTION_INFO_V1(pg_totals_trigger);
 PG_FUNCTION_INFO_V1(pg_via_trigger);
 
-/* The kept plans of one attached table. */
+/*
+ * What a row of the table contributes, as five compiled expressions over the
+ * row: the patron (int8), items out and lost (int4), billed and paid
+ * (numeric).  They are the very expressions verify() counts with, analyzed
+ * once and evaluated here in C on each transition tuple.
+ */
+#define ROW_VALUES 5
+
+/* The kept plans and compiled row expressions of one attached table. */
 typedef struct TotalsPlans
 {
 	Oid			relid;			/* hash key */
@@ -72,6 +86,13 @@ typedef struct TotalsPlans
 	SPIPlanPtr	insert_plan;
 	SPIPlanPtr	update_plan;
 	SPIPlanPtr	delete_plan;
+	/* set up on first use; NULL for money resolved through a transaction */
+	bool		compiled;
+	bool		via;
+	MemoryContext cxt;
+	ExprState  *row_exprs[ROW_VALUES];
+	ExprContext *econtext;
+	TupleTableSlot *slot;
 } TotalsPlans;
 
 static HTAB *plans_by_table = NULL;
@@ -119,8 +140,12 @@ plans_for(Oid relid)
 				SPI_freeplan(entry->update_plan);
 			if (entry->delete_plan)
 				SPI_freeplan(entry->delete_plan);
+			if (entry->cxt)
+				MemoryContextDelete(entry->cxt);
 		}
 		entry->insert_plan = entry->update_plan = entry->delete_plan = NULL;
+		entry->compiled = false;
+		entry->cxt = NULL;
 		entry->valid = true;
 	}
 	return entry;
@@ -225,7 +250,8 @@ row_values_sql(TotalsSource *s, const char *from, const char *where)
 	StringInfoData sql;
 
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT r.%s AS k, ", s->patron_column);
+	appendStringInfo(&sql, "SELECT r.%s%s AS k, ", s->patron_column,
+					 s->via_relid == InvalidOid ? "::pg_catalog.int8" : "");
 	if (!s->is_money)
 		appendStringInfo(&sql,
 						 "CASE WHEN (%s) THEN 1 ELSE 0 END AS o, "
@@ -396,17 +422,15 @@ result_to_arrays(Datum *args)
 /*
  * The common case, a statement that concerns one patron (a checkout, a
  * payment): two single-row UPDATEs with scalar parameters, account then
- * group.  Lock order needs no sorting with one row of each.
+ * group.  Lock order needs no sorting with one row of each.  args holds the
+ * patron, items out, items lost, billed and paid.
  */
 static void
-apply_one_delta(void)
+apply_one_delta(Datum *args)
 {
 	Oid			types[5] = {INT8OID, INT8OID, INT8OID, NUMERICOID, NUMERICOID};
-	Datum		args[5];
 	bool		isnull;
 
-	for (int c = 0; c < 5; c++)
-		args[c] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, c + 1, &isnull);
 	kept_plan(&one_account_plan,
 			  "UPDATE " PG_SCHEMA ".accounts SET "
 			  "items_out = items_out OPERATOR(pg_catalog.+) $2, "
@@ -435,49 +459,35 @@ apply_one_delta(void)
 }
 
 /*
- * Apply the deltas of the current SPI result (rows of p, o, l, b, y sorted
- * by p) to accounts and then groups, in the lock order described above.  The
- * caller is connected to SPI and runs as the extension owner.
+ * Apply deltas given as five arrays (patron ids sorted ascending, items out,
+ * items lost, billed, paid) to accounts and then groups, in the lock order
+ * described above.
  */
-void
-apply_deltas_from_result(void)
+static void
+apply_many_deltas(Datum *args, uint64 n)
 {
-	uint64		n = SPI_processed;
 	Oid			types[5] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID};
-	Datum		args[5];
 	uint64		ngroups;
 
-	if (n == 0)
-		return;
-	if (n == 1)
-	{
-		apply_one_delta();
-		return;
-	}
-	result_to_arrays(args);
-
-	if (n > 1)
-	{
-		kept_plan(&lock_accounts_plan,
-			 "SELECT NULL FROM " PG_SCHEMA ".accounts WHERE patron_id OPERATOR(pg_catalog.=) ANY ($1) "
-			 "ORDER BY patron_id FOR UPDATE", 1, types);
-		if (SPI_execute_plan(lock_accounts_plan, args, NULL, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not lock accounts");
-	}
+	kept_plan(&lock_accounts_plan,
+			  "SELECT NULL FROM " PG_SCHEMA ".accounts WHERE patron_id OPERATOR(pg_catalog.=) ANY ($1) "
+			  "ORDER BY patron_id FOR UPDATE", 1, types);
+	if (SPI_execute_plan(lock_accounts_plan, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock accounts");
 	kept_plan(&update_accounts_plan,
-		 "WITH d AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
-		 "pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5)) AS d(p, o, l, b, y)), "
-		 "u AS (UPDATE " PG_SCHEMA ".accounts a SET "
-		 "items_out = a.items_out OPERATOR(pg_catalog.+) d.o, "
-		 "items_lost = a.items_lost OPERATOR(pg_catalog.+) d.l, "
-		 "amount_billed = a.amount_billed OPERATOR(pg_catalog.+) d.b, "
-		 "amount_paid = a.amount_paid OPERATOR(pg_catalog.+) d.y "
-		 "FROM d WHERE a.patron_id OPERATOR(pg_catalog.=) d.p "
-		 "RETURNING a.group_id, d.o, d.l, d.b, d.y) "
-		 "SELECT u.group_id, pg_catalog.sum(u.o)::pg_catalog.int8, pg_catalog.sum(u.l)::pg_catalog.int8, "
-		 "pg_catalog.sum(u.b), pg_catalog.sum(u.y) FROM u WHERE u.group_id IS NOT NULL "
-		 "GROUP BY u.group_id ORDER BY u.group_id",
-		 5, types);
+			  "WITH d AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
+			  "pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5)) AS d(p, o, l, b, y)), "
+			  "u AS (UPDATE " PG_SCHEMA ".accounts a SET "
+			  "items_out = a.items_out OPERATOR(pg_catalog.+) d.o, "
+			  "items_lost = a.items_lost OPERATOR(pg_catalog.+) d.l, "
+			  "amount_billed = a.amount_billed OPERATOR(pg_catalog.+) d.b, "
+			  "amount_paid = a.amount_paid OPERATOR(pg_catalog.+) d.y "
+			  "FROM d WHERE a.patron_id OPERATOR(pg_catalog.=) d.p "
+			  "RETURNING a.group_id, d.o, d.l, d.b, d.y) "
+			  "SELECT u.group_id, pg_catalog.sum(u.o)::pg_catalog.int8, pg_catalog.sum(u.l)::pg_catalog.int8, "
+			  "pg_catalog.sum(u.b), pg_catalog.sum(u.y) FROM u WHERE u.group_id IS NOT NULL "
+			  "GROUP BY u.group_id ORDER BY u.group_id",
+			  5, types);
 	if (SPI_execute_plan(update_accounts_plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not update account totals");
 
@@ -488,23 +498,331 @@ apply_deltas_from_result(void)
 	if (ngroups > 1)
 	{
 		kept_plan(&lock_groups_plan,
-			 "SELECT NULL FROM " PG_SCHEMA ".groups WHERE group_id OPERATOR(pg_catalog.=) ANY ($1) "
-			 "ORDER BY group_id FOR UPDATE", 1, types);
+				  "SELECT NULL FROM " PG_SCHEMA ".groups WHERE group_id OPERATOR(pg_catalog.=) ANY ($1) "
+				  "ORDER BY group_id FOR UPDATE", 1, types);
 		if (SPI_execute_plan(lock_groups_plan, args, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not lock groups");
 	}
 	kept_plan(&update_groups_plan,
-		 "UPDATE " PG_SCHEMA ".groups g SET "
-		 "items_out = g.items_out OPERATOR(pg_catalog.+) d.o, "
-		 "items_lost = g.items_lost OPERATOR(pg_catalog.+) d.l, "
-		 "amount_billed = g.amount_billed OPERATOR(pg_catalog.+) d.b, "
-		 "amount_paid = g.amount_paid OPERATOR(pg_catalog.+) d.y "
-		 "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), "
-		 "pg_catalog.unnest($4), pg_catalog.unnest($5)) AS d(g, o, l, b, y) "
-		 "WHERE g.group_id OPERATOR(pg_catalog.=) d.g",
-		 5, types);
+			  "UPDATE " PG_SCHEMA ".groups g SET "
+			  "items_out = g.items_out OPERATOR(pg_catalog.+) d.o, "
+			  "items_lost = g.items_lost OPERATOR(pg_catalog.+) d.l, "
+			  "amount_billed = g.amount_billed OPERATOR(pg_catalog.+) d.b, "
+			  "amount_paid = g.amount_paid OPERATOR(pg_catalog.+) d.y "
+			  "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), "
+			  "pg_catalog.unnest($4), pg_catalog.unnest($5)) AS d(g, o, l, b, y) "
+			  "WHERE g.group_id OPERATOR(pg_catalog.=) d.g",
+			  5, types);
 	if (SPI_execute_plan(update_groups_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update group totals");
+}
+
+/*
+ * Apply the deltas of the current SPI result (rows of p, o, l, b, y sorted
+ * by p) to accounts and then groups.  The caller is connected to SPI and
+ * runs as the extension owner.
+ */
+void
+apply_deltas_from_result(void)
+{
+	uint64		n = SPI_processed;
+	Datum		args[5];
+
+	if (n == 0)
+		return;
+	if (n == 1)
+	{
+		bool		isnull;
+
+		for (int c = 0; c < 5; c++)
+			args[c] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, c + 1, &isnull);
+		apply_one_delta(args);
+		return;
+	}
+	result_to_arrays(args);
+	apply_many_deltas(args, n);
+}
+
+/*
+ * Per-patron deltas summed in C.  A statement usually concerns one patron or
+ * a few, so the deltas live in a small array searched linearly; a bulk
+ * statement switches to a hash table.  Amounts are kept in buffers that are
+ * overwritten in place, so a million-row statement does not pile up garbage.
+ */
+typedef struct PatronDelta
+{
+	int64		patron;			/* hash key */
+	int64		out;
+	int64		lost;
+	Numeric		billed;			/* NULL: zero */
+	Numeric		paid;
+	Size		billed_room;
+	Size		paid_room;
+} PatronDelta;
+
+#define DELTA_ARRAY_SIZE 16
+
+typedef struct DeltaSet
+{
+	MemoryContext cxt;
+	int			n;
+	PatronDelta small[DELTA_ARRAY_SIZE];
+	HTAB	   *hash;
+} DeltaSet;
+
+static PatronDelta *
+delta_for(DeltaSet *set, int64 patron)
+{
+	PatronDelta *d;
+	bool		found;
+
+	if (set->hash == NULL)
+	{
+		HASHCTL		ctl;
+
+		for (int i = 0; i < set->n; i++)
+			if (set->small[i].patron == patron)
+				return &set->small[i];
+		if (set->n < DELTA_ARRAY_SIZE)
+		{
+			d = &set->small[set->n++];
+			memset(d, 0, sizeof(PatronDelta));
+			d->patron = patron;
+			return d;
+		}
+		ctl.keysize = sizeof(int64);
+		ctl.entrysize = sizeof(PatronDelta);
+		ctl.hcxt = set->cxt;
+		set->hash = hash_create("patron_group deltas", 1024, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		for (int i = 0; i < set->n; i++)
+		{
+			d = hash_search(set->hash, &set->small[i].patron, HASH_ENTER, NULL);
+			memcpy(d, &set->small[i], sizeof(PatronDelta));
+		}
+	}
+	d = hash_search(set->hash, &patron, HASH_ENTER, &found);
+	if (!found)
+	{
+		memset(d, 0, sizeof(PatronDelta));
+		d->patron = patron;
+	}
+	return d;
+}
+
+/* *sum += value (sign applied), reusing *sum's buffer when it fits. */
+static void
+add_amount(DeltaSet *set, Numeric *sum, Size *room, Datum value, bool negate)
+{
+	Numeric		v = DatumGetNumeric(value);
+	Numeric		r;
+	Size		len;
+
+	if (negate)
+		v = DatumGetNumeric(DirectFunctionCall1(numeric_uminus, NumericGetDatum(v)));
+	r = *sum ? numeric_add_opt_error(*sum, v, NULL) : v;
+	len = VARSIZE(r);
+	if (len > *room)
+	{
+		if (*sum)
+			pfree(*sum);
+		*room = Max(len, 32);
+		*sum = MemoryContextAlloc(set->cxt, *room);
+	}
+	memcpy(*sum, r, len);
+}
+
+/* Add each row of a transition table to the deltas, or subtract it. */
+static void
+add_transition_rows(TotalsPlans *plans, Tuplestorestate *rows, bool negate, DeltaSet *set)
+{
+	ExprContext *econtext = plans->econtext;
+	TupleTableSlot *slot = plans->slot;
+	int			ptr;
+
+	if (rows == NULL)
+		elog(ERROR, "transition table missing: re-attach the table");
+	/* a read pointer of our own, as a scan of the transition table takes */
+	ptr = tuplestore_alloc_read_pointer(rows, EXEC_FLAG_REWIND);
+	tuplestore_select_read_pointer(rows, ptr);
+	tuplestore_rescan(rows);
+	econtext->ecxt_scantuple = slot;
+	while (tuplestore_gettupleslot(rows, true, false, slot))
+	{
+		Datum		v[ROW_VALUES];
+		bool		isnull[ROW_VALUES];
+		PatronDelta *d;
+		MemoryContext old;
+
+		ResetExprContext(econtext);
+		for (int c = 0; c < ROW_VALUES; c++)
+			v[c] = ExecEvalExprSwitchContext(plans->row_exprs[c], econtext, &isnull[c]);
+		if (isnull[0])
+			continue;			/* no patron: counts for nobody, as in verify() */
+		old = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
+		d = delta_for(set, DatumGetInt64(v[0]));
+		if (!isnull[1])
+			d->out += negate ? -(int64) DatumGetInt32(v[1]) : DatumGetInt32(v[1]);
+		if (!isnull[2])
+			d->lost += negate ? -(int64) DatumGetInt32(v[2]) : DatumGetInt32(v[2]);
+		if (!isnull[3])
+			add_amount(set, &d->billed, &d->billed_room, v[3], negate);
+		if (!isnull[4])
+			add_amount(set, &d->paid, &d->paid_room, v[4], negate);
+		MemoryContextSwitchTo(old);
+	}
+	ExecClearTuple(slot);
+	ResetExprContext(econtext);
+}
+
+static int
+compare_deltas(const void *a, const void *b)
+{
+	int64		x = (*(PatronDelta *const *) a)->patron;
+	int64		y = (*(PatronDelta *const *) b)->patron;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+static bool
+numeric_nonzero(Numeric n)
+{
+	return n != NULL &&
+		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n),
+										  NumericGetDatum(int64_to_numeric(0)))) != 0;
+}
+
+/*
+ * The deltas that are not zero, sorted by patron (the lock order).  An
+ * UPDATE that changes nothing that counts nets to zero and yields none.
+ */
+static PatronDelta **
+nonzero_deltas(DeltaSet *set, int *count)
+{
+	int			total = set->hash ? (int) hash_get_num_entries(set->hash) : set->n;
+	PatronDelta **out = palloc(sizeof(PatronDelta *) * Max(total, 1));
+	int			n = 0;
+
+	if (set->hash)
+	{
+		HASH_SEQ_STATUS status;
+		PatronDelta *d;
+
+		hash_seq_init(&status, set->hash);
+		while ((d = hash_seq_search(&status)) != NULL)
+			if (d->out != 0 || d->lost != 0 || numeric_nonzero(d->billed) || numeric_nonzero(d->paid))
+				out[n++] = d;
+	}
+	else
+		for (int i = 0; i < set->n; i++)
+		{
+			PatronDelta *d = &set->small[i];
+
+			if (d->out != 0 || d->lost != 0 || numeric_nonzero(d->billed) || numeric_nonzero(d->paid))
+				out[n++] = d;
+		}
+	if (n > 1)
+		qsort(out, n, sizeof(PatronDelta *), compare_deltas);
+	*count = n;
+	return out;
+}
+
+/* Apply sorted deltas; the caller is connected to SPI as the extension owner. */
+static void
+apply_deltas(PatronDelta **deltas, int n)
+{
+	Datum		args[5];
+	Datum		zero = NumericGetDatum(int64_to_numeric(0));
+
+	if (n == 1)
+	{
+		args[0] = Int64GetDatum(deltas[0]->patron);
+		args[1] = Int64GetDatum(deltas[0]->out);
+		args[2] = Int64GetDatum(deltas[0]->lost);
+		args[3] = deltas[0]->billed ? NumericGetDatum(deltas[0]->billed) : zero;
+		args[4] = deltas[0]->paid ? NumericGetDatum(deltas[0]->paid) : zero;
+		apply_one_delta(args);
+		return;
+	}
+	else
+	{
+		Datum	   *cols[5];
+
+		for (int c = 0; c < 5; c++)
+			cols[c] = palloc(sizeof(Datum) * n);
+		for (int i = 0; i < n; i++)
+		{
+			cols[0][i] = Int64GetDatum(deltas[i]->patron);
+			cols[1][i] = Int64GetDatum(deltas[i]->out);
+			cols[2][i] = Int64GetDatum(deltas[i]->lost);
+			cols[3][i] = deltas[i]->billed ? NumericGetDatum(deltas[i]->billed) : zero;
+			cols[4][i] = deltas[i]->paid ? NumericGetDatum(deltas[i]->paid) : zero;
+		}
+		args[0] = make_array(cols[0], n, INT8OID);
+		args[1] = make_array(cols[1], n, INT8OID);
+		args[2] = make_array(cols[2], n, INT8OID);
+		args[3] = make_array(cols[3], n, NUMERICOID);
+		args[4] = make_array(cols[4], n, NUMERICOID);
+		apply_many_deltas(args, n);
+	}
+}
+
+/*
+ * Compile the table's row expressions: analyze the same SELECT list verify()
+ * uses, over the table itself, and keep its planned expressions.  Money
+ * resolved through a transaction table keeps the SQL path, which joins and
+ * locks the transaction rows.  The caller is connected to SPI.
+ */
+static void
+compile_row_values(TotalsPlans *plans, Relation rel)
+{
+	TotalsSource *s = load_totals_source(RelationGetRelid(rel));
+	SPIPlanPtr	plan;
+	Query	   *query;
+	MemoryContext old;
+	ListCell   *lc;
+	int			c = 0;
+	static const Oid want[ROW_VALUES] = {INT8OID, INT4OID, INT4OID, NUMERICOID, NUMERICOID};
+
+	if (s == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("table \"%s\" is not attached", RelationGetRelationName(rel)),
+				 errhint("Drop the trigger, or attach the table with patron_group.attach_circulations() or attach_money().")));
+	if (s->via_relid != InvalidOid)
+	{
+		plans->via = true;
+		plans->compiled = true;
+		return;
+	}
+	plan = SPI_prepare(row_values_sql(s, psprintf("ONLY %s", s->relname), NULL), 0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	query = linitial_node(Query, ((CachedPlanSource *) linitial(SPI_plan_get_plan_sources(plan)))->query_list);
+
+	plans->cxt = AllocSetContextCreate(CacheMemoryContext, "patron_group row values",
+									   ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(plans->cxt);
+	foreach(lc, query->targetList)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+		Expr	   *e;
+
+		if (c >= ROW_VALUES || exprType((Node *) tle->expr) != want[c])
+			elog(ERROR, "unexpected row values of \"%s\"", RelationGetRelationName(rel));
+		e = expression_planner((Expr *) copyObject(tle->expr));
+		plans->row_exprs[c++] = ExecInitExpr(e, NULL);
+	}
+	if (c != ROW_VALUES)
+		elog(ERROR, "unexpected row values of \"%s\"", RelationGetRelationName(rel));
+	plans->econtext = CreateStandaloneExprContext();
+	/* a private copy of the descriptor: a kept slot must not pin the relcache's */
+	plans->slot = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(rel)),
+										   &TTSOpsMinimalTuple);
+	MemoryContextSwitchTo(old);
+	SPI_freeplan(plan);
+	plans->via = false;
+	plans->compiled = true;
 }
 
 /* Check that a trigger function was called as an AFTER statement trigger. */
@@ -552,36 +870,164 @@ delta_plan(TriggerData *td)
 				 errmsg("table \"%s\" is not attached", RelationGetRelationName(td->tg_relation)),
 				 errhint("Drop the trigger, or attach the table with patron_group.attach_circulations() or attach_money().")));
 	if (TRIGGER_FIRED_BY_INSERT(ev))
-		rows = patron_values_sql(s, "patron_group_new", NULL, false, true);
+		rows = patron_values_sql(s, "patron_group_new", NULL, false, false);
 	else if (TRIGGER_FIRED_BY_DELETE(ev))
-		rows = patron_values_sql(s, "patron_group_old", NULL, true, true);
+		rows = patron_values_sql(s, "patron_group_old", NULL, true, false);
 	else
 		rows = psprintf("%s UNION ALL %s",
-						patron_values_sql(s, "patron_group_new", NULL, false, true),
-						patron_values_sql(s, "patron_group_old", NULL, true, true));
+						patron_values_sql(s, "patron_group_new", NULL, false, false),
+						patron_values_sql(s, "patron_group_old", NULL, true, false));
 	return kept_plan(slot, aggregate_sql(rows), 0, NULL);
 }
 
-/* totals_trigger: turn a statement on an attached table into per-patron deltas. */
+/* Lock the account rows of the given patrons (int8[]), in patron_id order. */
+static void
+lock_accounts(Datum patrons)
+{
+	Oid			types[1] = {INT8ARRAYOID};
+
+	kept_plan(&lock_accounts_plan,
+			  "SELECT NULL FROM " PG_SCHEMA ".accounts WHERE patron_id OPERATOR(pg_catalog.=) ANY ($1) "
+			  "ORDER BY patron_id FOR UPDATE", 1, types);
+	if (SPI_execute_plan(lock_accounts_plan, &patrons, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock accounts");
+}
+
+static int
+compare_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/*
+ * Money that names a transaction: the patron is the transaction's.  Lock
+ * order: the accounts first, then read which patron each transaction names,
+ * with a fresh snapshot, and count the money for that patron.  A patron
+ * merge that reassigns a transaction (see via_trigger) also locks both
+ * accounts before it reads the money to move, so whichever comes second sees
+ * what the first committed; and neither holds a transaction row while
+ * waiting for an account, so a merge that reassigns loans in one statement
+ * and transactions in another cannot deadlock with a bill in between.  When
+ * the transaction changed patron while we waited, the new patron's account
+ * is locked too and the money read again.
+ */
+static void
+apply_via_statement(TriggerData *td)
+{
+	SPIPlanPtr	plan = delta_plan(td);
+	int64	   *locked = NULL;
+	int			nlocked = 0;
+
+	for (;;)
+	{
+		SPITupleTable *result;
+		uint64		n;
+		int64	   *missing;
+		int			nmissing = 0;
+
+		if (SPI_execute_plan(plan, NULL, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not compute totals for \"%s\"", RelationGetRelationName(td->tg_relation));
+		result = SPI_tuptable;
+		n = SPI_processed;
+		if (n == 0)
+			return;
+		missing = palloc(sizeof(int64) * n);
+		for (uint64 r = 0; r < n; r++)
+		{
+			bool		isnull;
+			int64		p = DatumGetInt64(SPI_getbinval(result->vals[r], result->tupdesc, 1, &isnull));
+
+			if (nlocked == 0 || !bsearch(&p, locked, nlocked, sizeof(int64), compare_int64))
+				missing[nmissing++] = p;
+		}
+		if (nmissing == 0)
+		{
+			SPI_tuptable = result;
+			SPI_processed = n;
+			apply_deltas_from_result();
+			return;
+		}
+		/* the result is sorted by patron, so missing is too */
+		{
+			Datum	   *d = palloc(sizeof(Datum) * nmissing);
+
+			for (int i = 0; i < nmissing; i++)
+				d[i] = Int64GetDatum(missing[i]);
+			lock_accounts(make_array(d, nmissing, INT8OID));
+		}
+		locked = locked ? repalloc(locked, sizeof(int64) * (nlocked + nmissing))
+			: palloc(sizeof(int64) * nmissing);
+		memcpy(locked + nlocked, missing, sizeof(int64) * nmissing);
+		nlocked += nmissing;
+		qsort(locked, nlocked, sizeof(int64), compare_int64);
+		SPI_freetuptable(result);
+	}
+}
+
+/*
+ * totals_trigger: turn a statement on an attached table into per-patron
+ * deltas and apply them.  The deltas are summed in C from the transition
+ * tables; SPI is entered only when something counts, so a statement that
+ * changes nothing that counts (a renewal, a note) costs one pass over its
+ * rows.
+ */
 Datum
 pg_totals_trigger(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = statement_trigger_data(fcinfo, "totals_trigger");
+	TriggerEvent ev = td->tg_event;
+	TotalsPlans *plans;
 	OwnerContext oc;
+	DeltaSet	set;
+	PatronDelta **deltas;
+	int			n;
 
-	SPI_connect();
-	SPI_register_trigger_data(td);
-	become_extension_owner(&oc);
-	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
-		rebuild_totals(NULL);
-	else
+	plans = plans_for(RelationGetRelid(td->tg_relation));
+	if (TRIGGER_FIRED_BY_TRUNCATE(ev) || !plans->compiled || plans->via)
 	{
-		if (SPI_execute_plan(delta_plan(td), NULL, NULL, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not compute totals for \"%s\"", RelationGetRelationName(td->tg_relation));
-		apply_deltas_from_result();
+		SPI_connect();
+		SPI_register_trigger_data(td);
+		become_extension_owner(&oc);
+		if (TRIGGER_FIRED_BY_TRUNCATE(ev))
+			rebuild_totals(NULL);
+		else
+		{
+			if (!plans->compiled)
+				compile_row_values(plans, td->tg_relation);
+			if (plans->via)
+			{
+				apply_via_statement(td);
+				restore_user(&oc);
+				SPI_finish();
+				return PointerGetDatum(NULL);
+			}
+		}
+		restore_user(&oc);
+		SPI_finish();
+		if (TRIGGER_FIRED_BY_TRUNCATE(ev))
+			return PointerGetDatum(NULL);
 	}
-	restore_user(&oc);
-	SPI_finish();
+
+	memset(&set, 0, sizeof(set));
+	set.cxt = AllocSetContextCreate(CurrentMemoryContext, "patron_group deltas",
+									ALLOCSET_DEFAULT_SIZES);
+	if (TRIGGER_FIRED_BY_INSERT(ev) || TRIGGER_FIRED_BY_UPDATE(ev))
+		add_transition_rows(plans, td->tg_newtable, false, &set);
+	if (TRIGGER_FIRED_BY_DELETE(ev) || TRIGGER_FIRED_BY_UPDATE(ev))
+		add_transition_rows(plans, td->tg_oldtable, true, &set);
+	deltas = nonzero_deltas(&set, &n);
+	if (n > 0)
+	{
+		SPI_connect();
+		become_extension_owner(&oc);
+		apply_deltas(deltas, n);
+		restore_user(&oc);
+		SPI_finish();
+	}
+	MemoryContextDelete(set.cxt);
 	return PointerGetDatum(NULL);
 }
 
@@ -638,6 +1084,11 @@ pg_via_trigger(PG_FUNCTION_ARGS)
 		result = td->tg_trigtuple;
 		if (id && patron)
 		{
+			/* the account first, then read the money (see apply_via_statement) */
+			if (SPI_execute(psprintf("SELECT NULL FROM " PG_SCHEMA ".accounts "
+									 "WHERE patron_id OPERATOR(pg_catalog.=) %s::pg_catalog.int8 FOR UPDATE",
+									 quote_literal_cstr(patron)), false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "could not lock accounts");
 			foreach(lc, sources)
 			{
 				TotalsSource *s = lfirst(lc);
@@ -663,6 +1114,18 @@ pg_via_trigger(PG_FUNCTION_ARGS)
 									   first->via_id_column, first->via_patron_column,
 									   first->via_patron_column);
 
+		/*
+		 * Lock both accounts of every reassigned transaction before reading
+		 * its money, so that a bill being counted for the old patron either
+		 * commits first and is moved here, or waits and then counts for the
+		 * new patron (see apply_via_statement).
+		 */
+		if (SPI_execute(psprintf("SELECT NULL FROM " PG_SCHEMA ".accounts a "
+								 "WHERE a.patron_id OPERATOR(pg_catalog.=) ANY (ARRAY("
+								 "SELECT c.op FROM (%s) c UNION SELECT c.np FROM (%s) c)) "
+								 "ORDER BY a.patron_id FOR UPDATE OF a", changed, changed),
+						false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not lock accounts");
 		foreach(lc, sources)
 		{
 			TotalsSource *s = lfirst(lc);
