@@ -7,11 +7,13 @@
  *
  * Each attached circulation or money table carries AFTER ... FOR EACH
  * STATEMENT triggers with transition tables.  A statement, whether it touches
- * one row or a million, is turned into one delta per patron by a single
- * aggregate query over the transition tables (new rows count plus, old rows
- * count minus, so an UPDATE that moves a loan from one patron to another, as
- * a patron merge does, moves it; an UPDATE that changes nothing that counts
- * nets to zero and is dropped).  The deltas are then applied in one pass:
+ * one row or a million, is turned into one delta per patron: each transition
+ * row is evaluated in C with the same expressions verify() counts with
+ * (analyzed once per table and kept), new rows count plus and old rows count
+ * minus, so an UPDATE that moves a loan from one patron to another, as a
+ * patron merge does, moves it, and an UPDATE that changes nothing that
+ * counts nets to zero and never enters SPI.  The deltas are then applied in
+ * one pass:
  *
  *	 1. lock the account rows, in patron_id order (only when there are
  *		several patrons: one row needs no ordering);
@@ -24,22 +26,25 @@
  *
  * A statement that concerns one patron (a checkout, a bill, a payment) skips
  * the sorting and the arrays: two single-row UPDATEs with scalar
- * parameters.  Every plan is prepared once per backend and kept generic, so
- * no statement is planned again per call.
+ * parameters, the second only for a member of a group.  Every plan is
+ * prepared once per backend and kept generic.
  *
  * That is the lock order every path of the extension follows (accounts by
  * patron_id, then groups by group_id; see groups.c), so a checkout, a
  * payment, a move and a rebuild never deadlock through the extension.
  *
  * Money that names a transaction rather than a patron (Evergreen's billing
- * points at a billable transaction whose row names the patron) is resolved
- * through that table with FOR SHARE on the transaction rows, so a patron
- * merge that reassigns the transaction waits for the bill, or the bill for
- * the merge, and the money always follows the transaction.  The transaction
- * table gets triggers of its own (via_trigger): an UPDATE that changes its
- * patron moves the money of those transactions; a DELETE subtracts it before
- * the row goes (a cascaded delete of the bills then finds no transaction and
- * counts nothing); a TRUNCATE rebuilds.
+ * points at a billable transaction whose row names the patron) keeps an SQL
+ * delta query, which joins the transaction table.  It locks the account
+ * first and then reads the transaction's patron again with a fresh snapshot
+ * (apply_via_statement); a patron merge that reassigns transactions locks
+ * both accounts before it reads the money it moves (via_trigger).  Neither
+ * side holds a transaction row while waiting for an account, so the money
+ * always follows the transaction and a merge never deadlocks with a bill.
+ * The transaction table's triggers: an UPDATE that changes its patron moves
+ * the money of those transactions; a DELETE subtracts it before the row goes
+ * (a cascaded delete of the bills then finds no transaction and counts
+ * nothing); a TRUNCATE rebuilds.
  *
  * Plans are prepared once per backend and table, and dropped when the
  * table's relcache entry is invalidated (CREATE or DROP TRIGGER, ALTER
