@@ -76,6 +76,35 @@ log "Extension overhead / PL/pgSQL overhead: $(awk -v a=$none -v b=$ext -v c=$pl
 log "verify() after the mix: $(P -d bench_ext -Atc 'SELECT count(*) FROM patron_group.verify()') rows."
 log ""
 
+say "where the time goes (backend CPU per operation)"
+N=${CPU_N:-20000}
+for db in bench_none bench_ext bench_plpgsql; do P -d $db -f "$B/cpu.sql"; done
+declare -A CPU
+for r in $(seq 1 "$ROUNDS"); do
+    for proc in bench_mix bench_renew bench_summary_update; do
+        for db in bench_none bench_ext bench_plpgsql; do
+            us=$(printf '%s\n' 'SELECT bench_cpu_ticks() AS t0 \gset' "CALL $proc($N);" \
+                   "SELECT round((bench_cpu_ticks() - :t0) * 10000.0 / $N, 1);" | P -d $db -At)
+            echo "  round $r $proc $db: $us us"
+            CPU[$proc.$db]+="$us "
+        done
+    done
+done
+cm() { echo ${CPU[$1.$2]} | tr ' ' '\n' | median; }
+log "## 1b. Where the time goes: backend CPU per operation ($N operations, one transaction each, run inside the backend)"
+log ""
+log "| operation | no triggers | patron_group | PL/pgSQL peer | patron_group overhead | peer overhead | ratio |"
+log "|---|---|---|---|---|---|---|"
+for proc in bench_mix bench_renew; do
+    a=$(cm $proc bench_none); b=$(cm $proc bench_ext); c=$(cm $proc bench_plpgsql)
+    log "| $proc | $a µs | $b µs | $c µs | $(awk -v a=$a -v b=$b 'BEGIN{printf "%.1f", b-a}') µs | $(awk -v a=$a -v c=$c 'BEGIN{printf "%.1f", c-a}') µs | $(awk -v a=$a -v b=$b -v c=$c 'BEGIN{printf "%.2f", (b-a)/(c-a)}') |"
+done
+log "| the summary-row UPDATE alone | | $(cm bench_summary_update bench_ext) µs | $(cm bench_summary_update bench_plpgsql) µs | | | |"
+log ""
+log "bench_mix is the pgbench mix run inside the backend; bench_renew is a statement both implementations' triggers fire on that changes nothing counted (their fixed cost); the last row is one UPDATE of a patron's summary row and its commit, which every implementation that stores totals must pay per operation. Medians of $ROUNDS rounds, CPU ticks of 10 ms from /proc/self/stat."
+log "verify() after these: $(P -d bench_ext -Atc 'SELECT count(*) FROM patron_group.verify()') rows."
+log ""
+
 say "bulk INSERT ... SELECT"
 BULK="BEGIN; INSERT INTO circulation (patron, item, due_at) SELECT 1 + (i * 31) % (100000 * $SCALE), i, now() FROM generate_series(1, 1000000 * $SCALE) i; ROLLBACK;"
 declare -A BT
