@@ -95,7 +95,7 @@ typedef struct TotalsPlans
 	bool		compiled;
 	bool		via;
 	MemoryContext cxt;
-	ExprState  *row_exprs[ROW_VALUES];
+	ExprState  *row_exprs[ROW_VALUES];	/* NULL: always zero, never evaluated */
 	ExprContext *econtext;
 	TupleTableSlot *slot;
 } TotalsPlans;
@@ -661,7 +661,15 @@ add_transition_rows(TotalsPlans *plans, Tuplestorestate *rows, bool negate, Delt
 
 		ResetExprContext(econtext);
 		for (int c = 0; c < ROW_VALUES; c++)
-			v[c] = ExecEvalExprSwitchContext(plans->row_exprs[c], econtext, &isnull[c]);
+		{
+			if (plans->row_exprs[c] == NULL)
+			{
+				v[c] = (Datum) 0;
+				isnull[c] = true;	/* zero: nothing to add */
+			}
+			else
+				v[c] = ExecEvalExprSwitchContext(plans->row_exprs[c], econtext, &isnull[c]);
+		}
 		if (isnull[0])
 			continue;			/* no patron: counts for nobody, as in verify() */
 		old = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
@@ -816,7 +824,13 @@ compile_row_values(TotalsPlans *plans, Relation rel)
 		if (c >= ROW_VALUES || exprType((Node *) tle->expr) != want[c])
 			elog(ERROR, "unexpected row values of \"%s\"", RelationGetRelationName(rel));
 		e = expression_planner((Expr *) copyObject(tle->expr));
-		plans->row_exprs[c++] = ExecInitExpr(e, NULL);
+		/* a loan never bills, a bill never lends: skip the constant zeros */
+		if (c > 0 && IsA(e, Const) && !((Const *) e)->constisnull &&
+			(want[c] == INT4OID ? DatumGetInt32(((Const *) e)->constvalue) == 0 :
+			 !numeric_nonzero(DatumGetNumeric(((Const *) e)->constvalue))))
+			plans->row_exprs[c++] = NULL;
+		else
+			plans->row_exprs[c++] = ExecInitExpr(e, NULL);
 	}
 	if (c != ROW_VALUES)
 		elog(ERROR, "unexpected row values of \"%s\"", RelationGetRelationName(rel));
