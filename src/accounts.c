@@ -338,9 +338,17 @@ pg_accounts_trigger(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("accounts_trigger must be an AFTER ROW trigger")));
 
+	/*
+	 * The extension inserts an account only for a new patron, in no group.
+	 * A row that arrives already in a group is an existing membership being
+	 * loaded, as pg_restore does with the groups (their counts included) and
+	 * the history beside it: counting or recording it again would double
+	 * both.  (Should a DBA insert one by hand, verify() reports the group's
+	 * counts and rebuild() repairs them.)
+	 */
 	if (TRIGGER_FIRED_BY_INSERT(ev))
-		newtup = td->tg_trigtuple;
-	else if (TRIGGER_FIRED_BY_DELETE(ev))
+		return PointerGetDatum(NULL);
+	if (TRIGGER_FIRED_BY_DELETE(ev))
 		oldtup = td->tg_trigtuple;
 	else
 	{

@@ -391,11 +391,12 @@ typedef struct AttachmentRow
 static void
 record_attachment(AttachmentRow *a)
 {
-	Oid			argtypes[16] = {OIDOID, TEXTOID, NAMEOID, NAMEOID, NAMEOID,
+	Oid			argtypes[15] = {OIDOID, TEXTOID, NAMEOID, NAMEOID, NAMEOID,
 		NAMEARRAYOID, NAMEARRAYOID, TEXTOID, NAMEOID, TEXTOID, TEXTOID, NAMEOID,
-	OIDOID, NAMEOID, NAMEOID, OIDOID};
-	Datum		values[16];
-	char		nulls[17] = "                ";
+	OIDOID, NAMEOID, NAMEOID};
+	Datum		values[15];
+	char		nulls[16] = "               ";
+	char	   *index_literal;
 	OwnerContext oc;
 
 #define NAME_OR_NULL(i, s) \
@@ -421,16 +422,24 @@ record_attachment(AttachmentRow *a)
 	DATUM_OR_NULL(12, ObjectIdGetDatum(a->via_relid));
 	NAME_OR_NULL(13, a->via_id_column);
 	NAME_OR_NULL(14, a->via_patron_column);
-	DATUM_OR_NULL(15, ObjectIdGetDatum(a->barcode_index));
+
+	/*
+	 * The index is recorded by its qualified name, as a literal: the column
+	 * is text since 1.1 (an index is restored after the table's data, so a
+	 * regclass could not be loaded by pg_restore) and regclass in 1.0; an
+	 * untyped literal suits both until ALTER EXTENSION UPDATE has run.
+	 */
+	index_literal = OidIsValid(a->barcode_index) ?
+		quote_literal_cstr(qualified_relname(a->barcode_index)) : "NULL";
 
 	become_extension_owner(&oc);
-	if (SPI_execute_with_args("INSERT INTO " PG_SCHEMA ".attachments (relid, kind, id_column, "
-							  "patron_column, barcode_column, name_columns, clone_columns, "
-							  "condition, due_column, lost_condition, money_kind, amount_column, "
-							  "via_relid, via_id_column, via_patron_column, barcode_index) "
-							  "VALUES ($1::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
-							  "$11, $12, $13::pg_catalog.regclass, $14, $15, $16::pg_catalog.regclass)",
-							  16, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
+	if (SPI_execute_with_args(psprintf("INSERT INTO " PG_SCHEMA ".attachments (relid, kind, id_column, "
+									   "patron_column, barcode_column, name_columns, clone_columns, "
+									   "condition, due_column, lost_condition, money_kind, amount_column, "
+									   "via_relid, via_id_column, via_patron_column, barcode_index) "
+									   "VALUES ($1::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
+									   "$11, $12, $13::pg_catalog.regclass, $14, $15, %s)", index_literal),
+							  15, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record the attachment");
 	restore_user(&oc);
 }
@@ -619,7 +628,8 @@ pg_detach(PG_FUNCTION_ARGS)
 					 errhint("Detach the other tables first.")));
 	}
 
-	if (SPI_execute_with_args("SELECT barcode_index::pg_catalog.oid FROM " PG_SCHEMA ".attachments "
+	if (SPI_execute_with_args("SELECT pg_catalog.to_regclass(barcode_index::pg_catalog.text)::pg_catalog.oid "
+							  "FROM " PG_SCHEMA ".attachments "
 							  "WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
 							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read patron_group.attachments");

@@ -29,7 +29,7 @@ SELECT relid, kind, id_column, barcode_column, name_columns, clone_columns,
        barcode_index IS NOT NULL AS has_index
   FROM patron_group.attachments;
 SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'ko.borrowers'::regclass AND NOT tgisinternal ORDER BY 1;
-SELECT pg_get_indexdef(barcode_index) FROM patron_group.attachments;
+SELECT pg_get_indexdef(barcode_index::regclass) FROM patron_group.attachments;
 SELECT patron_id, group_id, is_lead FROM patron_group.accounts ORDER BY 1;
 
 -- attached twice, or a second patron table
