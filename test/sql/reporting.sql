@@ -50,7 +50,8 @@ SELECT patron_id, barcode, display_name, group_id, group_label, is_lead, share_c
   FROM patron_group.member_summary ORDER BY patron_id;
 SELECT action, patron_id, barcode, display_name, from_group, from_group_label, to_group, to_group_label, reason, detail
   FROM patron_group.membership_history
- WHERE event_id > (SELECT max(event_id) FROM patron_group.history) - 6 ORDER BY event_id;
+ WHERE event_id > (SELECT max(event_id) FROM patron_group.history) - 6
+ ORDER BY CASE WHEN action = 'join' THEN patron_id END NULLS LAST, event_id;   -- one move joins in any order
 SELECT attached_table, kind, mapping, triggers, policies, row_security, patron_or_barcode_index, missing
   FROM patron_group.attachment_status ORDER BY attached_table::oid;
 -- one patron, as a report would ask for it: the view reads only that row's details
