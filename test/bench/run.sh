@@ -194,6 +194,40 @@ SELECT format('| %s | %s | %s |', n, ctx, rss) FROM mem ORDER BY n;
 SQL
 log ""
 log "verify() at the end: $(P -d bench_ext -Atc 'SELECT count(*) FROM patron_group.verify()') rows."
+log ""
+
+# Instructions, not time: the same mix counted by callgrind in a single-user
+# backend, so that the comparison does not depend on what else the machine
+# is doing.  Each database is vacuumed first, so that all three start clean.
+say "instructions per operation (callgrind)"
+if ! command -v valgrind >/dev/null; then
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind >/dev/null
+fi
+for db in bench_none bench_ext bench_plpgsql; do P -d $db -c "VACUUM ANALYZE"; done
+stop_server "$WORK/server"
+IN=${INSTR_N:-2000}
+declare -A IR
+for db in bench_none bench_ext bench_plpgsql; do
+    for n in 0 $IN; do
+        echo "CALL bench_mix($n);" | as_user valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+            $PGBIN/postgres --single -D "$WORK/server/data" -c synchronous_commit=off $db >"$WORK/callgrind.$db.$n.log" 2>&1
+    done
+    a=$(grep -o 'Collected : [0-9]*' "$WORK/callgrind.$db.0.log" | grep -o '[0-9]*$')
+    b=$(grep -o 'Collected : [0-9]*' "$WORK/callgrind.$db.$IN.log" | grep -o '[0-9]*$')
+    IR[$db]=$(( (b - a) / IN ))
+    echo "  $db: ${IR[$db]} instructions per operation"
+done
+as_user $PGBIN/pg_ctl -D "$WORK/server/data" -w -l "$WORK/server/server.log" start >/dev/null
+en=$(( IR[bench_ext] - IR[bench_none] )); pn=$(( IR[bench_plpgsql] - IR[bench_none] ))
+log "## 6. Instructions per operation of the mix (callgrind, $IN operations in a single-user backend)"
+log ""
+log "| variant | instructions per operation | overhead |"
+log "|---|---|---|"
+log "| no triggers | ${IR[bench_none]} | |"
+log "| patron_group | ${IR[bench_ext]} | $en |"
+log "| PL/pgSQL peer | ${IR[bench_plpgsql]} | $pn |"
+log ""
+log "Extension overhead / PL/pgSQL overhead, in instructions: $(awk -v a=$en -v b=$pn 'BEGIN{printf "%.2f", a/b}') (target: at most 0.5)."
 echo
 cat "$OUT"
 cp "$OUT" /tmp/patron_group-bench-results.md
