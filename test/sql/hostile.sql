@@ -215,6 +215,33 @@ SELECT patron_id, group_id FROM patron_group.accounts WHERE patron_id IN (1, 3) 
 SELECT patron_group.rebuild() AS repaired;
 SELECT * FROM patron_group.verify();
 
+-- Rows that name a patron before the patron exists (no foreign key) are
+-- counted when the patron arrives; a patron whose id changes is counted
+-- afresh at commit, whether the rows stay with the old id or follow the
+-- new one through ON UPDATE CASCADE (whose totals triggers fire after the
+-- patron table's own)
+INSERT INTO hx.loan (patron, due_at) VALUES (50, now() + interval '1 day'), (50, now() - interval '1 day');
+INSERT INTO hx.fine (patron, amount) VALUES (50, 2.25);
+INSERT INTO hx.patron (id, name) VALUES (50, 'Late');
+SELECT patron_id, items_out, amount_billed FROM patron_group.accounts WHERE patron_id = 50;
+SELECT patron_group.move_to_group(50, 1);
+CREATE TABLE hx.loan3 (patron bigint REFERENCES hx.patron ON UPDATE CASCADE, due_at timestamptz);
+CREATE INDEX ON hx.loan3 (patron);
+SELECT patron_group.attach_circulations('hx.loan3', 'patron', 'due_at');
+INSERT INTO hx.loan3 VALUES (50, now() + interval '1 day');
+UPDATE hx.patron SET id = 51 WHERE id = 50;
+SELECT patron_id, group_id, items_out, amount_billed FROM patron_group.accounts WHERE patron_id IN (50, 51);
+SELECT * FROM patron_group.verify();
+BEGIN;
+UPDATE hx.patron SET id = 52 WHERE id = 51;
+SAVEPOINT s;
+UPDATE hx.patron SET id = 53 WHERE id = 52;
+ROLLBACK TO s;
+COMMIT;
+SELECT patron_id, group_id, items_out, amount_billed FROM patron_group.accounts WHERE patron_id >= 50;
+SELECT * FROM patron_group.verify();
+SELECT patron_group.detach('hx.loan3');
+
 -- Patron ids: smallint, integer and bigint keys work; numeric, text and
 -- uuid keys are refused when attaching, with nothing attached
 SELECT patron_group.detach('hx.fine');
