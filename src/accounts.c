@@ -129,14 +129,14 @@ pg_patrons_trigger(PG_FUNCTION_ARGS)
 	{
 		TupleDesc	desc = td->tg_relation->rd_att;
 		int			attnum = SPI_fnumber(desc, td->tg_trigger->tgargs[0]);
+		char	   *new_id = SPI_getvalue(td->tg_newtuple, desc, attnum);
 
 		/* a patron's id changed (rare): the account follows it */
 		sql = psprintf("UPDATE " PG_SCHEMA ".accounts SET patron_id = %s "
 					   "WHERE patron_id OPERATOR(pg_catalog.=) %s",
-					   SPI_getvalue(td->tg_newtuple, desc, attnum),
-					   SPI_getvalue(td->tg_trigtuple, desc, attnum));
-		recount_at_commit(DatumGetInt64(DirectFunctionCall1(int8in,
-															CStringGetDatum(SPI_getvalue(td->tg_newtuple, desc, attnum)))));
+					   new_id, SPI_getvalue(td->tg_trigtuple, desc, attnum));
+		/* and its totals are counted once the cascades, if any, are done */
+		recount_at_commit(pg_strtoint64(new_id));
 	}
 	else
 		ereport(ERROR,
