@@ -3,6 +3,9 @@
 #   make demo          sample library + the seed's scenario on a throwaway server
 #   make test          every test suite on a throwaway server (installs what it needs)
 #   make bench         the benchmarks of BENCHMARKS.md
+#   make soak          the soak test at length (SOAK_SECONDS, default 600)
+#   make fuzz          fuzz the barcode normalizer (FUZZ_SECONDS, default 120)
+#   make valgrind      the pg_regress suite with every backend under valgrind
 #   make installcheck  the usual PGXS target against a running server
 
 EXTENSION = patron_group
@@ -11,9 +14,11 @@ OBJS = src/patron_group.o src/barcode_core.o src/barcode.o src/attach.o \
        src/accounts.o src/groups.o src/totals.o src/verify.o src/reporting.o src/access.o
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
-REGRESS = setup attach barcode groups clone errors privileges totals totals_koha security reporting
+REGRESS = setup attach barcode groups clone errors privileges totals totals_koha security \
+          reporting hostile
 REGRESS_OPTS = --inputdir=test --encoding=UTF8
-ISOLATION = move_concurrent lead_access totals_concurrent totals_merge
+ISOLATION = move_concurrent lead_access totals_concurrent totals_merge \
+            isolation_levels
 ISOLATION_OPTS = --inputdir=test --encoding=UTF8
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
@@ -30,7 +35,7 @@ override CPPFLAGS += $(ICU_CFLAGS)
 
 EXTRA_CLEAN = results output_iso tmp_check regression.diffs regression.out log
 
-.PHONY: demo test bench
+.PHONY: demo test bench soak fuzz valgrind
 demo:
 	@bash scripts/demo.sh
 
@@ -40,3 +45,13 @@ test:
 # benchmarks (not part of make test); SCALE=10 for ten times the data
 bench:
 	@bash test/bench/run.sh
+
+# reliability (RELIABILITY.md; not part of make test)
+soak:
+	@bash scripts/soak.sh
+
+fuzz:
+	@bash test/fuzz/run.sh
+
+valgrind:
+	@bash scripts/valgrind.sh

@@ -465,3 +465,25 @@ $$;
 
 REVOKE ALL ON FUNCTION @extschema@.patron_details(bigint), @extschema@.health(),
     @extschema@.detach_all(), @extschema@.drop_guard() FROM PUBLIC;
+
+-- ===========================================================================
+-- Barcode normalizer
+-- ===========================================================================
+
+-- normalize_barcode() now strips invisible characters before folding as
+-- well as after, and folds again what stripping brought together, so that
+-- a normalized barcode normalizes to itself.  Barcodes with a control or
+-- format character before a combining mark, or with a spacing diacritic,
+-- normalize differently from 1.0: rebuild the expression indexes that hold
+-- the 1.0 results.
+DO $$
+DECLARE
+    idx regclass;
+BEGIN
+    FOR idx IN SELECT pg_catalog.to_regclass(barcode_index) FROM @extschema@.attachments
+                WHERE pg_catalog.to_regclass(barcode_index) IS NOT NULL ORDER BY relid::oid
+    LOOP
+        EXECUTE pg_catalog.format('REINDEX INDEX %s', idx);
+    END LOOP;
+END
+$$;

@@ -67,6 +67,27 @@ lock_in_order(const char *accounts_condition)
 		elog(ERROR, "could not lock groups");
 }
 
+/*
+ * Count what the attached tables already hold for patrons whose accounts
+ * were just created: rows may name a patron id before the patron row
+ * exists (a library system without foreign keys, a patron deleted and
+ * inserted again).  'ids_sql' selects the patron ids as one int8[].  (An
+ * account given a new id is counted at commit: see recount_at_commit().)
+ */
+static void
+recount_new_accounts(const char *ids_sql)
+{
+	bool		isnull;
+	Datum		ids;
+
+	if (SPI_execute(ids_sql, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not list the new accounts");
+	ids = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		return;
+	(void) rebuild_totals(DatumGetArrayTypePCopy(ids));
+}
+
 /* patrons_trigger: keep one account row per patron of the attached table. */
 Datum
 pg_patrons_trigger(PG_FUNCTION_ARGS)
@@ -77,6 +98,7 @@ pg_patrons_trigger(PG_FUNCTION_ARGS)
 	OwnerContext oc;
 	char	   *sql = NULL;
 	char	   *lock = NULL;
+	char	   *recount = NULL;
 
 	if (!TRIGGER_FIRED_AFTER(ev) || td->tg_trigger->tgnargs != 1)
 		ereport(ERROR,
@@ -86,8 +108,11 @@ pg_patrons_trigger(PG_FUNCTION_ARGS)
 	id = quote_identifier(td->tg_trigger->tgargs[0]);
 
 	if (TRIGGER_FIRED_BY_INSERT(ev) && TRIGGER_FIRED_FOR_STATEMENT(ev) && td->tg_newtable)
+	{
 		sql = psprintf("INSERT INTO " PG_SCHEMA ".accounts (patron_id) "
 					   "SELECT n.%s FROM patron_group_new n ON CONFLICT DO NOTHING", id);
+		recount = psprintf("SELECT pg_catalog.array_agg(n.%s::pg_catalog.int8) FROM patron_group_new n", id);
+	}
 	else if (TRIGGER_FIRED_BY_DELETE(ev) && TRIGGER_FIRED_FOR_STATEMENT(ev) && td->tg_oldtable)
 	{
 		lock = psprintf("patron_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT o.%s::pg_catalog.int8 "
@@ -104,12 +129,14 @@ pg_patrons_trigger(PG_FUNCTION_ARGS)
 	{
 		TupleDesc	desc = td->tg_relation->rd_att;
 		int			attnum = SPI_fnumber(desc, td->tg_trigger->tgargs[0]);
+		char	   *new_id = SPI_getvalue(td->tg_newtuple, desc, attnum);
 
 		/* a patron's id changed (rare): the account follows it */
 		sql = psprintf("UPDATE " PG_SCHEMA ".accounts SET patron_id = %s "
 					   "WHERE patron_id OPERATOR(pg_catalog.=) %s",
-					   SPI_getvalue(td->tg_newtuple, desc, attnum),
-					   SPI_getvalue(td->tg_trigtuple, desc, attnum));
+					   new_id, SPI_getvalue(td->tg_trigtuple, desc, attnum));
+		/* and its totals are counted once the cascades, if any, are done */
+		recount_at_commit(pg_strtoint64(new_id));
 	}
 	else
 		ereport(ERROR,
@@ -124,6 +151,8 @@ pg_patrons_trigger(PG_FUNCTION_ARGS)
 		lock_in_order(lock);
 	if (SPI_execute(sql, false, 0) < 0)
 		elog(ERROR, "could not update patron_group.accounts");
+	if (recount)
+		recount_new_accounts(recount);
 	restore_user(&oc);
 	SPI_finish();
 	return PointerGetDatum(NULL);

@@ -11,6 +11,7 @@
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
+#include "utils/memutils.h"
 #include "utils/builtins.h"
 
 #include "barcode_core.h"
@@ -44,7 +45,19 @@ normalize_text(text *in)
 				 errmsg("could not normalize barcode: %s",
 						barcode_error_name(icu_error))));
 
-	/* copy out of malloc'd memory before anything can raise an error */
+	/*
+	 * Copy out of malloc'd memory, freeing it before anything can raise an
+	 * error: a result too long for a text value (NFKC expands some
+	 * characters eighteenfold) would otherwise make palloc fail and leak it.
+	 */
+	if ((Size) normlen > MaxAllocSize - VARHDRSZ)
+	{
+		free(norm);
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("normalized barcode would be %d bytes long, more than a text value can hold",
+						normlen)));
+	}
 	result = (text *) palloc(VARHDRSZ + normlen);
 	SET_VARSIZE(result, VARHDRSZ + normlen);
 	memcpy(VARDATA(result), norm, normlen);

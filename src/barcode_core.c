@@ -112,6 +112,14 @@ strip_noise(UChar *s, int32_t len)
 	return out;
 }
 
+/*
+ * At most this many rounds of folding and stripping.  Two suffice for every
+ * input known: a round strips what folding produced (U+00A8 DIAERESIS folds
+ * to a space and a combining mark), and the next composes what the removal
+ * brought together.
+ */
+#define MAX_ROUNDS 8
+
 char *
 barcode_normalize(const char *in, int32_t inlen, int32_t *outlen, int *icu_error)
 {
@@ -127,12 +135,36 @@ barcode_normalize(const char *in, int32_t inlen, int32_t *outlen, int *icu_error
 	wide = utf8_to_utf16(in, inlen, &widelen, &status);
 	if (wide == NULL)
 		goto done;
-	folded = casefold(wide, widelen, &foldedlen, &status);
-	if (folded == NULL)
-		goto done;
-	foldedlen = strip_noise(folded, foldedlen);
 
-	u_strToUTF8(NULL, 0, &need, folded, foldedlen, &status);
+	/*
+	 * Strip before folding too: a control or format character between a
+	 * letter and a combining mark would keep them from composing, and
+	 * removing it afterwards would leave a result that is not normalized,
+	 * so that normalizing it again would give something else.  Then fold
+	 * and strip until nothing more is stripped: the result is then folded
+	 * and clean, and normalizes to itself.
+	 */
+	widelen = strip_noise(wide, widelen);
+	for (int round = 0; round < MAX_ROUNDS; round++)
+	{
+		int32_t		stripped;
+
+		folded = casefold(wide, widelen, &foldedlen, &status);
+		if (folded == NULL)
+			goto done;
+		stripped = strip_noise(folded, foldedlen);
+		free(wide);
+		wide = folded;
+		folded = NULL;
+		if (stripped == foldedlen)
+		{
+			widelen = stripped;
+			break;
+		}
+		widelen = stripped;
+	}
+
+	u_strToUTF8(NULL, 0, &need, wide, widelen, &status);
 	if (status != U_BUFFER_OVERFLOW_ERROR && U_FAILURE(status))
 		goto done;
 	status = U_ZERO_ERROR;
@@ -142,7 +174,7 @@ barcode_normalize(const char *in, int32_t inlen, int32_t *outlen, int *icu_error
 		status = U_MEMORY_ALLOCATION_ERROR;
 		goto done;
 	}
-	u_strToUTF8(out, need + 1, outlen, folded, foldedlen, &status);
+	u_strToUTF8(out, need + 1, outlen, wide, widelen, &status);
 	if (U_FAILURE(status))
 	{
 		free(out);

@@ -10,6 +10,7 @@
 #include "access/xact.h"
 #include "catalog/indexing.h"
 #include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "nodes/parsenodes.h"
@@ -17,7 +18,9 @@
 #include "storage/proc.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/array.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "access/genam.h"
 
 #include "patron_group.h"
@@ -29,14 +32,84 @@ void		_PG_init(void);
 /* patron_group.application_user: who is at the desk, as the ILS knows them */
 static char *application_user = NULL;
 
+/*
+ * Patrons whose totals are to be counted afresh just before the
+ * transaction commits (see recount_at_commit()); in TopTransactionContext.
+ */
+static int64 *recount_ids = NULL;
+static int	recount_n = 0;
+static int	recount_max = 0;
+
 /* What the running operation wants history to say; cleared at transaction end. */
 static char *hist_action = NULL;
 static char *hist_reason = NULL;
+
+/*
+ * Count the totals of the patrons recount_at_commit() named, now that every
+ * trigger of the transaction, deferred ones included, has fired.
+ */
+static void
+recount_before_commit(void)
+{
+	ArrayType  *ids;
+	Datum	   *d;
+	OwnerContext oc;
+
+	if (recount_n == 0 || !OidIsValid(get_extension_oid("patron_group", true)))
+		return;
+	d = palloc(sizeof(Datum) * recount_n);
+	for (int i = 0; i < recount_n; i++)
+		d[i] = Int64GetDatum(recount_ids[i]);
+	ids = construct_array(d, recount_n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+	recount_n = 0;
+	/* no statement is running: give the queries a snapshot of their own */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	become_extension_owner(&oc);
+	(void) rebuild_totals(ids);
+	restore_user(&oc);
+	SPI_finish();
+	PopActiveSnapshot();
+}
+
+/*
+ * Count a patron's totals afresh just before the transaction commits.  For
+ * a patron whose id changed: the rows naming the patron may follow the new
+ * id through ON UPDATE CASCADE, and the totals triggers of that cascade
+ * fire only at the end of the statement, after the patron table's own
+ * triggers; counting earlier would count those rows twice.  A patron named
+ * in a subtransaction that is rolled back is counted anyway, which is
+ * harmless: a fresh count is always right.
+ */
+void
+recount_at_commit(int64 patron)
+{
+	if (recount_n == recount_max)
+	{
+		int			newmax = recount_max ? recount_max * 2 : 16;
+
+		recount_ids = recount_ids ?
+			repalloc(recount_ids, sizeof(int64) * newmax) :
+			MemoryContextAlloc(TopTransactionContext, sizeof(int64) * newmax);
+		recount_max = newmax;
+	}
+	recount_ids[recount_n++] = patron;
+}
 
 /* Clear the history context when the transaction ends, however it ends. */
 static void
 patron_group_xact_callback(XactEvent event, void *arg)
 {
+	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PRE_PREPARE)
+		recount_before_commit();
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PREPARE)
+	{
+		/* the memory went with TopTransactionContext */
+		recount_ids = NULL;
+		recount_n = recount_max = 0;
+	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT ||
 		event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PREPARE)

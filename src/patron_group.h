@@ -67,6 +67,7 @@ extern const char *history_app_user(void);
 extern Oid	extension_owner(void);
 extern void require_arg(FunctionCallInfo fcinfo, int argno, const char *what);
 extern SPIPlanPtr kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes);
+extern void recount_at_commit(int64 patron);
 
 /* attach.c */
 extern PatronMap *load_patron_map(bool missing_ok);

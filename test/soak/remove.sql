@@ -1,0 +1,2 @@
+\set p random(1, :patrons)
+SELECT soak.remove(:p);
