@@ -184,7 +184,8 @@ BEGIN
             'patron_group.set_consent(bigint, text, boolean, timestamptz, text)',
             'patron_group.set_limits(bigint, numeric, bigint, bigint, bigint)',
             'patron_group.clear_limits(bigint)',
-            'patron_group.checkout_allowed(bigint)']::regprocedure[]
+            'patron_group.checkout_allowed(bigint)',
+            'patron_group.payment_plan(bigint, numeric, bigint)']::regprocedure[]
     LOOP
         EXECUTE format('%s EXECUTE ON FUNCTION %s %s %s', verb, fn, dir, staff_role);
     END LOOP;
@@ -198,3 +199,15 @@ REVOKE ALL ON FUNCTION @extschema@.set_limits(bigint, numeric, bigint, bigint, b
     @extschema@.clear_limits(bigint), @extschema@.checkout_allowed(bigint),
     @extschema@.override_limits(text), @extschema@.limits_trigger(),
     @extschema@.enforce_limits(regclass, boolean) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.payment_plan(patron_id bigint, amount numeric,
+    first_member bigint DEFAULT NULL,
+    OUT transaction_table regclass, OUT transaction_id bigint, OUT member_id bigint,
+    OUT open_balance numeric, OUT apply numeric)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pg_payment_plan'
+LANGUAGE C STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.payment_plan(bigint, numeric, bigint) IS
+'How a payment for the patron''s group would be spread over its open balances, oldest first or a chosen member first: rows for the library system''s payment table; writes nothing';
+REVOKE ALL ON FUNCTION @extschema@.payment_plan(bigint, numeric, bigint) FROM PUBLIC;

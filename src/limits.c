@@ -32,6 +32,7 @@
 #include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 
 #include "patron_group.h"
 
@@ -322,4 +323,176 @@ pg_limits_trigger(PG_FUNCTION_ARGS)
 	restore_user(&oc);
 	SPI_finish();
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * payment_plan(patron_id, amount, first_member): how a payment of amount
+ * would be spread over the open balances of the patron's group, as rows the
+ * library system can insert into its own payment table.  Nothing is written.
+ *
+ * An open balance is, for money attached through a transaction table, a
+ * transaction's charges minus its payments (over every money table naming
+ * that transaction table); for money naming the patron directly, the
+ * patron's charges minus payments as one line with no transaction.  Lines
+ * are paid oldest first (ascending transaction id; a patron's direct line
+ * after the transactions), the chosen member's lines before everybody
+ * else's.  Staff see every member; a patron-facing session acting for a lead
+ * sees the lead and the members who consent to share their bills.
+ */
+PG_FUNCTION_INFO_V1(pg_payment_plan);
+
+Datum
+pg_payment_plan(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	OwnerContext oc;
+	int64		patron;
+	int64		viewer = 0;
+	bool		patron_facing;
+	Numeric		amount;
+	StringInfoData lines;
+	ListCell   *lc;
+	Oid			types[4] = {INT8OID, INT8OID, NUMERICOID, INT8OID};
+	Datum		values[4];
+	char		nulls[4] = "    ";
+	bool		isnull;
+	Datum		members;
+	char	   *sql;
+
+	require_arg(fcinfo, 0, "patron_id");
+	require_arg(fcinfo, 1, "amount");
+	patron = PG_GETARG_INT64(0);
+	amount = PG_GETARG_NUMERIC(1);
+	if (numeric_is_nan(amount) ||
+		DatumGetBool(DirectFunctionCall2(numeric_le, NumericGetDatum(amount),
+										 DirectFunctionCall1(int4_numeric, Int32GetDatum(0)))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the amount of a payment must be a positive number")));
+	InitMaterializedSRF(fcinfo, 0);
+
+	SPI_connect();
+	patron_facing = session_is_patron_facing();
+	if (patron_facing)
+	{
+		if (!acting_for(&viewer))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("no patron is asserted in this transaction"),
+					 errhint("Call patron_group.act_as_token() or patron_group.act_as() first, in the same transaction.")));
+		if (viewer != patron)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("a patron-facing session may plan payments only as the patron it acts for")));
+	}
+	become_extension_owner(&oc);
+
+	/* the members whose bills the caller may see */
+	values[0] = Int64GetDatum(patron);
+	values[1] = Int64GetDatum(viewer);
+	if (!patron_facing)
+		nulls[1] = 'n';
+	if (SPI_execute_with_args("SELECT a.group_id, a.is_lead, "
+							  "(SELECT pg_catalog.array_agg(m.patron_id ORDER BY m.patron_id) "
+							  " FROM " PG_SCHEMA ".accounts m "
+							  " WHERE m.group_id OPERATOR(pg_catalog.=) a.group_id "
+							  " AND ($2 IS NULL OR m.patron_id OPERATOR(pg_catalog.=) $2 OR (m.share_bills AND "
+							  " (m.share_bills_until IS NULL OR m.share_bills_until OPERATOR(pg_catalog.>) pg_catalog.now())))) "
+							  "FROM " PG_SCHEMA ".accounts a WHERE a.patron_id OPERATOR(pg_catalog.=) $1",
+							  2, types, values, nulls, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the group");
+	if (SPI_processed == 0 ||
+		(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull), isnull))
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("patron " INT64_FORMAT " is not in a group", patron)));
+	if (patron_facing &&
+		!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("only a lead of the group may plan a payment for it")));
+	members = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+	members = PointerGetDatum(DatumGetArrayTypePCopy(members));
+
+	if (!PG_ARGISNULL(2))
+	{
+		Oid			t1[2] = {INT8ARRAYOID, INT8OID};
+		Datum		v1[2] = {members, PG_GETARG_DATUM(2)};
+
+		if (SPI_execute_with_args("SELECT $2 OPERATOR(pg_catalog.=) ANY ($1)", 2, t1, v1, NULL,
+								  true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not check the member");
+		if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("patron " INT64_FORMAT " is not a member of the group whose bills this session may see",
+							PG_GETARG_INT64(2))));
+	}
+
+	/* one signed amount per counted money row, with its transaction */
+	initStringInfo(&lines);
+	foreach(lc, load_totals_sources(InvalidOid))
+	{
+		TotalsSource *s = lfirst(lc);
+		const char *sign;
+
+		if (!s->is_money)
+			continue;
+		sign = strcmp(s->money_kind, "payment") == 0 ? "OPERATOR(pg_catalog.-)" : "";
+		if (lines.len)
+			appendStringInfoString(&lines, " UNION ALL ");
+		/* the condition is evaluated on the money row alone, as the totals do */
+		if (OidIsValid(s->via_relid))
+			appendStringInfo(&lines,
+							 "SELECT %u::pg_catalog.oid AS tt, t.%s::pg_catalog.int8 AS xact, "
+							 "t.%s::pg_catalog.int8 AS patron, %s r.a::pg_catalog.numeric AS amt "
+							 "FROM (SELECT r.%s AS k, r.%s AS a FROM %s r WHERE (%s)) r "
+							 "JOIN %s t ON t.%s OPERATOR(pg_catalog.=) r.k "
+							 "WHERE t.%s OPERATOR(pg_catalog.=) ANY ($1)",
+							 s->via_relid, s->via_id_column, s->via_patron_column, sign,
+							 s->patron_column, s->amount_column, s->relname, s->condition,
+							 s->via_relname, s->via_id_column, s->via_patron_column);
+		else
+			appendStringInfo(&lines,
+							 "SELECT NULL::pg_catalog.oid, NULL::pg_catalog.int8, "
+							 "r.%s::pg_catalog.int8, %s r.%s::pg_catalog.numeric "
+							 "FROM %s r WHERE (%s) AND r.%s OPERATOR(pg_catalog.=) ANY ($1)",
+							 s->patron_column, sign, s->amount_column, s->relname,
+							 s->condition, s->patron_column);
+	}
+	if (lines.len == 0)
+		appendStringInfoString(&lines, "SELECT NULL::pg_catalog.oid, NULL::pg_catalog.int8, "
+							   "NULL::pg_catalog.int8, NULL::pg_catalog.numeric WHERE false");
+
+	sql = psprintf("WITH l AS (SELECT u.tt, u.xact, u.patron, pg_catalog.sum(u.amt) AS bal "
+				   " FROM (%s) AS u(tt, xact, patron, amt) GROUP BY 1, 2, 3 "
+				   " HAVING pg_catalog.sum(u.amt) OPERATOR(pg_catalog.>) 0), "
+				   "o AS (SELECT l.*, pg_catalog.sum(l.bal) OVER w AS running, "
+				   " pg_catalog.row_number() OVER w AS ord FROM l "
+				   " WINDOW w AS (ORDER BY l.patron IS DISTINCT FROM $3, l.xact NULLS LAST, l.tt, l.patron "
+				   " ROWS UNBOUNDED PRECEDING)) "
+				   "SELECT o.tt::pg_catalog.regclass, o.xact, o.patron, o.bal, "
+				   "LEAST(o.bal, $2 OPERATOR(pg_catalog.-) (o.running OPERATOR(pg_catalog.-) o.bal)) "
+				   "FROM o WHERE o.running OPERATOR(pg_catalog.-) o.bal OPERATOR(pg_catalog.<) $2 "
+				   "ORDER BY o.ord", lines.data);
+	{
+		Oid			t2[3] = {INT8ARRAYOID, NUMERICOID, INT8OID};
+		Datum		v2[3] = {members, NumericGetDatum(amount), PG_GETARG_DATUM(2)};
+		char		n2[3] = {' ', ' ', PG_ARGISNULL(2) ? 'n' : ' '};
+
+		if (SPI_execute_with_args(sql, 3, t2, v2, n2, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read the open balances");
+	}
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		Datum		out[5];
+		bool		outnull[5];
+
+		for (int c = 0; c < 5; c++)
+			out[c] = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, c + 1, &outnull[c]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, outnull);
+	}
+	restore_user(&oc);
+	SPI_finish();
+	return (Datum) 0;
 }

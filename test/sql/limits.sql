@@ -119,22 +119,87 @@ INSERT INTO lim.loan (patron) VALUES (1);
 SELECT patron_group.clear_limits(NULL);
 
 -- rights: nothing for PUBLIC; staff get all but the override
-CREATE ROLE lim_staff;
-SELECT patron_group.grant_staff('lim_staff');
-SELECT fn, has_function_privilege('lim_staff', fn, 'EXECUTE') AS staff,
+CREATE ROLE regress_lim_staff;
+SELECT patron_group.grant_staff('regress_lim_staff');
+SELECT fn, has_function_privilege('regress_lim_staff', fn, 'EXECUTE') AS staff,
        has_function_privilege('public', fn, 'EXECUTE') AS public
     FROM unnest(ARRAY['patron_group.set_limits(bigint,numeric,bigint,bigint,bigint)',
                       'patron_group.clear_limits(bigint)', 'patron_group.checkout_allowed(bigint)',
                       'patron_group.override_limits(text)',
-                      'patron_group.enforce_limits(regclass,boolean)']) AS fn;
-SET ROLE lim_staff;
+                      'patron_group.enforce_limits(regclass,boolean)',
+                      'patron_group.payment_plan(bigint,numeric,bigint)']) AS fn;
+SET ROLE regress_lim_staff;
 SELECT patron_group.set_limits(NULL, max_items_lost => 5);
 SELECT try($$SELECT patron_group.override_limits('why not')$$);
 RESET ROLE;
-SELECT patron_group.revoke_staff('lim_staff');
-DROP ROLE lim_staff;
+SELECT patron_group.revoke_staff('regress_lim_staff');
+DROP ROLE regress_lim_staff;
 SELECT patron_group.clear_limits(NULL);
 
+SELECT * FROM patron_group.verify();
+
+-- Paying for the group: plans over the open balances, nothing written.
+-- Transactions: 100 (patron 1) is paid off, 101 (patron 2) owes 3.50,
+-- 102 (patron 1) 2.50, 103 (patron 2) 1.00; a fines table naming the
+-- patron directly (signed, credits negative) gives patron 1 one more line.
+INSERT INTO lim.xact VALUES (103, 2, '2024-04-01');
+INSERT INTO lim.bill (xact, amount) VALUES (103, 1.00);
+CREATE TABLE lim.fine (id serial PRIMARY KEY, patron bigint, amount numeric(8,2));
+INSERT INTO lim.fine (patron, amount) VALUES (1, 2.00), (1, -0.50), (2, 1.00), (2, -1.00);
+SELECT patron_group.attach_money('lim.fine', 'signed', 'amount', 'patron');
+SELECT count(*) AS payments_before FROM lim.payment \gset
+-- oldest first
+SELECT * FROM patron_group.payment_plan(1, 5.00);
+-- patron 1's bills first
+SELECT * FROM patron_group.payment_plan(2, 5.00, first_member => 1);
+-- more than is owed: every open balance in full, the rest is not placed
+SELECT transaction_id, member_id, apply FROM patron_group.payment_plan(1, 100);
+SELECT count(*) = :payments_before AS nothing_written FROM lim.payment;
+-- the ILS inserts the plan into its own payment table; the totals follow
+INSERT INTO lim.payment (xact, amount)
+    SELECT transaction_id, apply FROM patron_group.payment_plan(1, 4.00) WHERE transaction_id IS NOT NULL;
+SELECT * FROM patron_group.payment_plan(1, 100);
+-- bad inputs
+SELECT try(stmt) FROM (VALUES
+    ($$SELECT patron_group.payment_plan(1, 0)$$),
+    ($$SELECT patron_group.payment_plan(1, -1)$$),
+    ($$SELECT patron_group.payment_plan(1, 'NaN')$$),
+    ($$SELECT patron_group.payment_plan(1, NULL)$$),
+    ($$SELECT patron_group.payment_plan(NULL, 1)$$),
+    ($$SELECT patron_group.payment_plan(5, 1)$$),
+    ($$SELECT patron_group.payment_plan(1, 1, first_member => 5)$$)
+) AS t(stmt);
+-- a lead, acting in a patron-facing session, sees consenting members only
+CREATE ROLE regress_lim_opac;
+SELECT patron_group.register_patron_facing('regress_lim_opac');
+GRANT USAGE ON SCHEMA patron_group TO regress_lim_opac;
+GRANT EXECUTE ON FUNCTION patron_group.act_as(bigint),
+    patron_group.payment_plan(bigint, numeric, bigint) TO regress_lim_opac;
+SELECT patron_group.set_lead(1);
+SET ROLE regress_lim_opac;
+BEGIN;
+SELECT patron_group.act_as(1);
+SELECT * FROM patron_group.payment_plan(1, 100);
+SELECT try($$SELECT patron_group.payment_plan(1, 1, first_member => 2)$$);
+SELECT try($$SELECT patron_group.payment_plan(2, 1)$$);
+ROLLBACK;
+RESET ROLE;
+SELECT patron_group.set_consent(2, 'bills', true);
+SET ROLE regress_lim_opac;
+BEGIN;
+SELECT patron_group.act_as(1);
+SELECT * FROM patron_group.payment_plan(1, 100, first_member => 2);
+ROLLBACK;
+BEGIN;
+SELECT patron_group.act_as(2);
+SELECT try($$SELECT patron_group.payment_plan(2, 1)$$);
+ROLLBACK;
+RESET ROLE;
+SELECT patron_group.unregister_patron_facing('regress_lim_opac');
+REVOKE ALL ON FUNCTION patron_group.act_as(bigint),
+    patron_group.payment_plan(bigint, numeric, bigint) FROM regress_lim_opac;
+REVOKE USAGE ON SCHEMA patron_group FROM regress_lim_opac;
+DROP ROLE regress_lim_opac;
 SELECT * FROM patron_group.verify();
 
 -- detach takes the enforcement trigger with it
