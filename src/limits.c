@@ -162,7 +162,7 @@ pg_override_limits(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* Record that the override let violation row r of patron pass. */
+/* Record in the history one exceeded limit that the override let pass. */
 static void
 record_override(int64 patron, int64 group, const char *detail)
 {
@@ -401,8 +401,10 @@ pg_payment_plan(PG_FUNCTION_ARGS)
 							  "FROM " PG_SCHEMA ".accounts a WHERE a.patron_id OPERATOR(pg_catalog.=) $1",
 							  2, types, values, nulls, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the group");
-	if (SPI_processed == 0 ||
-		(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull), isnull))
+	isnull = true;
+	if (SPI_processed == 1)
+		(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("patron " INT64_FORMAT " is not in a group", patron)));
