@@ -54,9 +54,9 @@ static char *override_reason = NULL;
  * reads the circulation tables.
  */
 static char *
-violations_sql(void)
+violations_sql(List *sources)
 {
-	char	   *overdue = overdue_sql(load_totals_sources(InvalidOid), "m.patron_id");
+	char	   *overdue = overdue_sql(sources, "m.patron_id");
 
 	return psprintf("SELECT v.name, v.figure, v.lim, g.group_id "
 					"FROM " PG_SCHEMA ".accounts a "
@@ -80,16 +80,36 @@ violations_sql(void)
 					"ORDER BY v.ord", overdue);
 }
 
-/* Run violations_sql for one patron; the rows are in SPI_tuptable. */
+static char *violations_text = NULL;
+static SPIPlanPtr lock_accounts_plan = NULL;
+static SPIPlanPtr lock_groups_plan = NULL;
+static SPIPlanPtr violations_plan = NULL;
+
+/*
+ * Run violations_sql for one patron; the rows are in SPI_tuptable.  The
+ * text changes only with the attachments, so its plan is kept while the
+ * text stays the same: a checkout is not planned again each time.
+ */
 static void
 find_violations(const char *sql, int64 patron, int pending)
 {
 	Oid			types[2] = {INT8OID, NUMERICOID};
 	Datum		values[2];
 
+	if (violations_text == NULL || strcmp(violations_text, sql) != 0)
+	{
+		if (violations_plan)
+			SPI_freeplan(violations_plan);
+		violations_plan = NULL;
+		if (violations_text)
+			pfree(violations_text);
+		violations_text = NULL;
+		kept_plan(&violations_plan, sql, 2, types);
+		violations_text = MemoryContextStrdup(TopMemoryContext, sql);
+	}
 	values[0] = Int64GetDatum(patron);
 	values[1] = DirectFunctionCall1(int4_numeric, Int32GetDatum(pending));
-	if (SPI_execute_with_args(sql, 2, types, values, NULL, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(violations_plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the group limits");
 }
 
@@ -119,7 +139,7 @@ pg_checkout_allowed(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	become_extension_owner(&oc);
-	find_violations(violations_sql(), patron, 1);
+	find_violations(violations_sql(load_totals_sources(InvalidOid)), patron, 1);
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[r];
@@ -204,6 +224,7 @@ pg_limits_trigger(PG_FUNCTION_ARGS)
 	Oid			types[1] = {INT8ARRAYOID};
 	Datum		values[1];
 	List	   *overridden = NIL;	/* of char *: patron, group, detail */
+	List	   *sources;
 	bool		use_override = override_lxid == MyProc->lxid && override_reason != NULL;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_STATEMENT(td->tg_event) ||
@@ -216,7 +237,8 @@ pg_limits_trigger(PG_FUNCTION_ARGS)
 	SPI_register_trigger_data(td);
 	become_extension_owner(&oc);
 
-	foreach(lc, load_totals_sources(InvalidOid))
+	sources = load_totals_sources(InvalidOid);
+	foreach(lc, sources)
 	{
 		TotalsSource *s = lfirst(lc);
 
@@ -263,19 +285,21 @@ pg_limits_trigger(PG_FUNCTION_ARGS)
 	 * the figures.  The totals trigger has usually locked them already; this
 	 * keeps the check right whatever changed the totals.
 	 */
-	if (SPI_execute_with_args("SELECT FROM " PG_SCHEMA ".accounts a "
-							  "WHERE a.patron_id OPERATOR(pg_catalog.=) ANY ($1) "
-							  "ORDER BY a.patron_id FOR NO KEY UPDATE",
-							  1, types, values, NULL, false, 0) != SPI_OK_SELECT ||
-		SPI_execute_with_args("SELECT FROM " PG_SCHEMA ".groups g "
-							  "WHERE g.group_id OPERATOR(pg_catalog.=) ANY (SELECT a.group_id "
-							  "FROM " PG_SCHEMA ".accounts a "
-							  "WHERE a.patron_id OPERATOR(pg_catalog.=) ANY ($1)) "
-							  "ORDER BY g.group_id FOR NO KEY UPDATE",
-							  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+	kept_plan(&lock_accounts_plan,
+			  "SELECT FROM " PG_SCHEMA ".accounts a "
+			  "WHERE a.patron_id OPERATOR(pg_catalog.=) ANY ($1) "
+			  "ORDER BY a.patron_id FOR NO KEY UPDATE", 1, types);
+	kept_plan(&lock_groups_plan,
+			  "SELECT FROM " PG_SCHEMA ".groups g "
+			  "WHERE g.group_id OPERATOR(pg_catalog.=) ANY (SELECT a.group_id "
+			  "FROM " PG_SCHEMA ".accounts a "
+			  "WHERE a.patron_id OPERATOR(pg_catalog.=) ANY ($1)) "
+			  "ORDER BY g.group_id FOR NO KEY UPDATE", 1, types);
+	if (SPI_execute_plan(lock_accounts_plan, values, NULL, false, 0) != SPI_OK_SELECT ||
+		SPI_execute_plan(lock_groups_plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock the accounts and groups");
 
-	vsql = violations_sql();
+	vsql = violations_sql(sources);
 	for (uint64 p = 0; p < npatrons; p++)
 	{
 		StringInfoData detail;

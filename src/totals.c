@@ -217,11 +217,14 @@ load_totals_sources(Oid via_relid)
 	Oid			types[1] = {OIDOID};
 	Datum		values[1] = {ObjectIdGetDatum(via_relid)};
 
-	if (SPI_execute_with_args("SELECT " SOURCE_COLUMNS " FROM " PG_SCHEMA ".attachments "
-							  "WHERE kind OPERATOR(pg_catalog.=) ANY ('{circulations,money}') "
-							  "AND ($1 OPERATOR(pg_catalog.=) 0 OR via_relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass) "
-							  "ORDER BY relid::pg_catalog.oid",
-							  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+	static SPIPlanPtr plan = NULL;
+
+	/* kept: read at every statement of a transaction table and every check */
+	kept_plan(&plan, "SELECT " SOURCE_COLUMNS " FROM " PG_SCHEMA ".attachments "
+			  "WHERE kind OPERATOR(pg_catalog.=) ANY ('{circulations,money}') "
+			  "AND ($1 OPERATOR(pg_catalog.=) 0 OR via_relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass) "
+			  "ORDER BY relid::pg_catalog.oid", 1, types);
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read patron_group.attachments");
 	for (uint64 r = 0; r < SPI_processed; r++)
 		result = lappend(result, source_from_row(r));
