@@ -241,12 +241,14 @@ UNION ALL
 SELECT format('function %s returns %s %s volatile=%s parallel=%s strict=%s secdef=%s config=%s acl=%s comment=%s body=%s',
               p.oid::regprocedure, pg_get_function_result(p.oid),
               pg_get_function_arguments(p.oid), p.provolatile, p.proparallel,
-              p.proisstrict, p.prosecdef, p.proconfig, p.proacl,
+              p.proisstrict, p.prosecdef, p.proconfig,
+              (SELECT array_agg(x::text ORDER BY x::text) FROM unnest(p.proacl) x),
               obj_description(p.oid, 'pg_proc'), md5(p.prosrc || coalesce(p.probin, '')))
   FROM pg_proc p WHERE p.pronamespace = 'patron_group'::regnamespace
 UNION ALL
 SELECT format('relation %s kind=%s options=%s acl=%s comment=%s', c.relname, c.relkind,
-              c.reloptions, c.relacl, obj_description(c.oid, 'pg_class'))
+              c.reloptions, (SELECT array_agg(x::text ORDER BY x::text) FROM unnest(c.relacl) x),
+              obj_description(c.oid, 'pg_class'))
   FROM pg_class c WHERE c.relnamespace = 'patron_group'::regnamespace
 UNION ALL
 SELECT format('column %s.%s %s notnull=%s default=%s identity=%s attnum-rank=%s comment=%s',
@@ -275,10 +277,20 @@ UNION ALL
 SELECT format('event trigger %s %s %s %s', evtname, evtevent, evtfoid::regproc, evttags)
   FROM pg_event_trigger
 UNION ALL
-SELECT format('config dump %s %s', unnest(extconfig)::regclass, 'x')
+SELECT format('config dump %s', unnest(extconfig)::regclass)
   FROM pg_extension WHERE extname = 'patron_group'
 UNION ALL
-SELECT format('schema acl %s', nspacl) FROM pg_namespace WHERE nspname = 'patron_group'
+SELECT format('schema acl %s', (SELECT array_agg(x::text ORDER BY x::text) FROM unnest(nspacl) x))
+  FROM pg_namespace WHERE nspname = 'patron_group'
+UNION ALL
+SELECT format('initial privileges %s %s', pg_describe_object(classoid, objoid, objsubid),
+              (SELECT array_agg(x::text ORDER BY x::text) FROM unnest(initprivs) x))
+  FROM pg_init_privs
+ WHERE (classoid = 'pg_proc'::regclass
+        AND objoid IN (SELECT oid FROM pg_proc WHERE pronamespace = 'patron_group'::regnamespace))
+    OR (classoid = 'pg_class'::regclass
+        AND objoid IN (SELECT oid FROM pg_class WHERE relnamespace = 'patron_group'::regnamespace))
+    OR (classoid = 'pg_namespace'::regclass AND objoid = 'patron_group'::regnamespace)
 ORDER BY 1
 });
 }
