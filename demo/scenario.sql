@@ -120,15 +120,15 @@ SELECT p.family_name || ', ' || p.given_name AS patron, i.title, c.due_at::date 
  ORDER BY 1, 2;
 
 \echo
-\echo '== 10. The history: every change, who made it and why'
-SELECT to_char(h.happened_at, 'HH24:MI:SS') AS at, h.db_role, h.app_user, h.action,
-       p.family_name || ', ' || p.given_name AS patron,
-       h.from_group AS "from", h.to_group AS "to", concat_ws(': ', h.detail, h.reason) AS why
-  FROM patron_group.history h LEFT JOIN ils.patron p ON p.id = h.patron_id
- ORDER BY h.event_id;
+\echo '== 10. The history: every change, who made it and why (the membership_history view)'
+SELECT to_char(happened_at, 'HH24:MI:SS') AS at, db_role, app_user, action, display_name AS patron,
+       from_group_label AS "from", to_group_label AS "to", concat_ws(': ', detail, reason) AS why
+  FROM patron_group.membership_history
+ ORDER BY event_id;
 
 \echo
-\echo '== 11. The groups'
-SELECT group_id, label, member_count, lead_count, items_out, items_lost,
-       amount_billed - amount_paid AS balance_owed
-  FROM patron_group.groups ORDER BY group_id;
+\echo '== 11. The groups, as a reporting tool reads them (the group_summary view)'
+SELECT group_id, label, member_count, lead_count, items_out, items_overdue, items_lost, balance_owed
+  FROM patron_group.group_summary ORDER BY group_id;
+\echo '   And what a DBA should look at (patron_group.health()):'
+SELECT check_name, subject, fix FROM patron_group.health();
