@@ -32,7 +32,8 @@ SELECT patron_group.grant_staff('staff');
 GRANT USAGE ON SCHEMA ils TO staff;
 GRANT SELECT ON ALL TABLES IN SCHEMA ils TO staff;
 -- a consent that ends, for health() to report
-SELECT patron_group.set_consent(3, 'bills', true, until => now() - interval '1 day');
+SELECT patron_group.set_consent(3, 'bills', true, until => now() + interval '1 second');
+SELECT pg_sleep(1.2);
 });
 
 $primary->backup('base');
@@ -122,6 +123,20 @@ COMMIT;
 });
 is($stderr, '', 'standby: act_as_token() with a token from the primary');
 is($stdout, "1\n1,2", 'standby: the catalogue sees the lead\'s and the consenting member\'s loans');
+
+# the service that signs patrons in may use the standby too: the secret
+# exists, so issuing a token only reads it
+($ret, $stdout, $stderr) = $standby->psql(
+	'library', q{
+SET ROLE signin;
+SELECT patron_group.issue_token(2) AS token \gset
+SET ROLE opac;
+BEGIN;
+SELECT patron_group.act_as_token(:'token');
+COMMIT;
+});
+is($stderr, '', 'standby: issue_token() once the primary has a secret');
+is($stdout, '2', 'standby: a token issued on the standby is accepted');
 
 # --- writes fail with the read-only error ------------------------------------
 
