@@ -1,7 +1,8 @@
 # Dump and restore: a database with the sample library attached, the demo's
 # groups, leads, consents, history and protected tables, dumped with
-# pg_dump -Fc and restored with pg_restore into a new database, and dumped
-# as plain SQL and restored with psql.  Every table, view and total must be
+# pg_dump -Fc and restored with pg_restore into a new database, dumped and
+# restored in parallel (directory format, two jobs), and dumped as plain
+# SQL and restored with psql.  Every table, view and total must be
 # identical, verify() must find nothing, and the restored database must go
 # on working: new groups and history events numbered after the last ones,
 # totals kept by the restored triggers.
@@ -90,6 +91,23 @@ is($stderr, '', 'pg_restore: no errors or warnings');
 
 check_restored('restored', 'pg_restore');
 
+# --- directory format, dumped and restored by two jobs ----------------------
+
+# parallel restore loads tables in whatever order its jobs take them
+command_ok(
+	[ 'pg_dump', @conn, '-Fd', '-j', '2', '-f', "$tempdir/library.dir", 'library' ],
+	'pg_dump -Fd -j 2');
+$node->safe_psql('postgres', 'CREATE DATABASE restored_par');
+($ok, $stdout, $stderr) = run_cmd(
+	[
+		'pg_restore', @conn, '-j', '2', '-d', 'restored_par',
+		"$tempdir/library.dir"
+	]);
+ok($ok, 'pg_restore -j 2 succeeds');
+is($stderr, '', 'pg_restore -j 2: no errors or warnings');
+
+check_restored('restored_par', 'pg_restore -j 2');
+
 # --- plain SQL, psql --------------------------------------------------------
 
 command_ok(
@@ -113,7 +131,7 @@ check_restored('restored_sql', 'plain dump');
 my $expected = after_workload($node, 'library');
 note($expected);
 like($expected, qr/^new group \d+$/m, 'source: workload ran');
-foreach my $db ('restored', 'restored_sql')
+foreach my $db ('restored', 'restored_par', 'restored_sql')
 {
 	is(after_workload($node, $db), $expected,
 		"$db: new group, move, lead, checkout, bill and payment as in the source");
@@ -139,7 +157,7 @@ my %timeless = (
 foreach my $name (sort keys %timeless)
 {
 	my $want = $node->safe_psql('library', $timeless{$name});
-	foreach my $db ('restored', 'restored_sql')
+	foreach my $db ('restored', 'restored_par', 'restored_sql')
 	{
 		is($node->safe_psql($db, $timeless{$name}),
 			$want, "$db after the workload: $name as in the source");
@@ -148,9 +166,9 @@ foreach my $name (sort keys %timeless)
 
 # Row-level security still narrows what the catalogue sees: Maria (lead,
 # patron 1) sees her own loans and Sofia's (consent), not Jürgen's.
-foreach my $db ('library', 'restored', 'restored_sql')
+foreach my $db ('library', 'restored', 'restored_par', 'restored_sql')
 {
-	is( $node->safe_psql(
+	my ($r, $o, $e) = $node->psql(
 			$db, q{
 SET ROLE signin;
 SELECT patron_group.issue_token(1) AS token \gset
@@ -161,8 +179,8 @@ SELECT string_agg(DISTINCT patron::text, ',' ORDER BY patron::text)
   FROM ils.circulation WHERE checkin_at IS NULL;
 COMMIT;
 SELECT count(*) FROM ils.circulation;
-}),
-		"t\n1,2\n0",
+});
+	is("$o$e", "t\n1,2\n0",
 		"$db: the catalogue acting for the lead sees her and her consenting daughter's loans only"
 	);
 }

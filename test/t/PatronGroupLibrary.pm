@@ -200,7 +200,9 @@ sub snapshot
 sub after_workload
 {
 	my ($node, $db) = @_;
-	return $node->safe_psql(
+	# errors are returned with the output, so that a failure fails a
+	# comparison instead of ending the test
+	my ($ret, $stdout, $stderr) = $node->psql(
 		$db, q{
 SET patron_group.application_user = 'desk-after';
 WITH p AS (INSERT INTO ils.patron (family_name, given_name, home_library)
@@ -228,6 +230,7 @@ SELECT string_agg(concat_ws(' ', event_id, db_role, app_user, action, patron_id,
                             to_group, reason), E'\n' ORDER BY event_id)
   FROM patron_group.history WHERE app_user = 'desk-after';
 });
+	return $stderr eq '' ? $stdout : "$stdout\n$stderr";
 }
 
 # The extension's objects as the catalogs describe them: functions with
