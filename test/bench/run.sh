@@ -41,6 +41,31 @@ t0=$(date +%s.%N)
 P -d bench_ext -f "$B/extension.sql" >/dev/null
 awk -v a=$t0 -v b=$(date +%s.%N) 'BEGIN{printf "%.2f s\n", b-a}' >"$WORK/attach.time"
 
+# Instructions, not time: the same mix counted by callgrind in a single-user
+# backend, so that the comparison does not depend on what else the machine
+# is doing.  It runs first, while the three databases hold the same library.
+say "instructions per operation (callgrind)"
+if ! command -v valgrind >/dev/null; then
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind >/dev/null
+fi
+for db in bench_none bench_ext bench_plpgsql; do P -d $db -f "$B/cpu.sql"; P -d $db -c "VACUUM ANALYZE"; done
+stop_server "$WORK/server"
+IN=${INSTR_N:-2000}
+declare -A IR
+for db in bench_none bench_ext bench_plpgsql; do
+    for n in 0 $IN; do
+        echo "CALL bench_mix($n);" | as_user valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+            $PGBIN/postgres --single -D "$WORK/server/data" -c synchronous_commit=off $db >"$WORK/callgrind.$db.$n.log" 2>&1
+    done
+    a=$(grep -o 'Collected : [0-9]*' "$WORK/callgrind.$db.0.log" | grep -o '[0-9]*$')
+    b=$(grep -o 'Collected : [0-9]*' "$WORK/callgrind.$db.$IN.log" | grep -o '[0-9]*$')
+    IR[$db]=$(( (b - a) / IN ))
+    echo "  $db: ${IR[$db]} instructions per operation"
+done
+as_user $PGBIN/pg_ctl -D "$WORK/server/data" -w -l "$WORK/server/server.log" \
+    -o "-p $PORT -k $WORK/server/socket -c listen_addresses=''" start >/dev/null
+en=$(( IR[bench_ext] - IR[bench_none] )); pn=$(( IR[bench_plpgsql] - IR[bench_none] ))
+
 log "# Benchmark run $(date -u '+%Y-%m-%d %H:%M UTC')"
 log ""
 log "PostgreSQL $(P -d postgres -Atc 'SHOW server_version'), $(nproc) cores, scale $SCALE:" \
@@ -78,7 +103,6 @@ log ""
 
 say "where the time goes (backend CPU per operation)"
 N=${CPU_N:-20000}
-for db in bench_none bench_ext bench_plpgsql; do P -d $db -f "$B/cpu.sql"; done
 declare -A CPU
 for r in $(seq 1 "$ROUNDS"); do
     for proc in bench_mix bench_renew bench_summary_update; do
@@ -196,30 +220,7 @@ log ""
 log "verify() at the end: $(P -d bench_ext -Atc 'SELECT count(*) FROM patron_group.verify()') rows."
 log ""
 
-# Instructions, not time: the same mix counted by callgrind in a single-user
-# backend, so that the comparison does not depend on what else the machine
-# is doing.  Each database is vacuumed first, so that all three start clean.
-say "instructions per operation (callgrind)"
-if ! command -v valgrind >/dev/null; then
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind >/dev/null
-fi
-for db in bench_none bench_ext bench_plpgsql; do P -d $db -c "VACUUM ANALYZE"; done
-stop_server "$WORK/server"
-IN=${INSTR_N:-2000}
-declare -A IR
-for db in bench_none bench_ext bench_plpgsql; do
-    for n in 0 $IN; do
-        echo "CALL bench_mix($n);" | as_user valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-            $PGBIN/postgres --single -D "$WORK/server/data" -c synchronous_commit=off $db >"$WORK/callgrind.$db.$n.log" 2>&1
-    done
-    a=$(grep -o 'Collected : [0-9]*' "$WORK/callgrind.$db.0.log" | grep -o '[0-9]*$')
-    b=$(grep -o 'Collected : [0-9]*' "$WORK/callgrind.$db.$IN.log" | grep -o '[0-9]*$')
-    IR[$db]=$(( (b - a) / IN ))
-    echo "  $db: ${IR[$db]} instructions per operation"
-done
-as_user $PGBIN/pg_ctl -D "$WORK/server/data" -w -l "$WORK/server/server.log" start >/dev/null
-en=$(( IR[bench_ext] - IR[bench_none] )); pn=$(( IR[bench_plpgsql] - IR[bench_none] ))
-log "## 6. Instructions per operation of the mix (callgrind, $IN operations in a single-user backend)"
+log "## 6. Instructions per operation of the mix (callgrind, $IN operations in a single-user backend, measured first, on the freshly generated library)"
 log ""
 log "| variant | instructions per operation | overhead |"
 log "|---|---|---|"
