@@ -1,7 +1,7 @@
-# An attached table dropped by the library system (an upgrade of the
-# library system replacing its payments table): health() and
-# attachment_status say so, and the extension can still be detached and
-# removed.  The server restarts after a crash here, so that a crash fails
+# The library system changes under the extension: an attached table
+# dropped (an upgrade of the library system replacing its payments table),
+# its schema renamed.  The extension goes on working, health() says what
+# is wrong, and the extension can still be detached and removed.  The server restarts after a crash here, so that a crash fails
 # this test and not the ones after it.
 
 use strict;
@@ -15,7 +15,7 @@ use PostgreSQL::Test::Utils;
 use PatronGroupLibrary;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('dropped');
+my $node = PostgreSQL::Test::Cluster->new('changes');
 $node->init(extra => [ '--encoding=UTF8', '--locale=C' ]);
 $node->append_conf('postgresql.conf', 'restart_after_crash = on');
 $node->start;
@@ -69,6 +69,31 @@ is( $node->safe_psql(
 		'library', q{SELECT count(*) FROM pg_class
 		              WHERE relnamespace = 'ils'::regnamespace AND relrowsecurity}),
 	'0', 'no row-level security left');
+
+# --- the library system's schema renamed ------------------------------------
+
+# The barcode index is recorded by name; after ALTER SCHEMA ... RENAME the
+# extension must still find it, and removing the extension must take it off.
+load_library($node, 'renamed');
+$node->safe_psql('renamed', 'CREATE EXTENSION patron_group');
+attach_library($node, 'renamed');
+$node->safe_psql('renamed', 'ALTER SCHEMA ils RENAME TO library_system');
+my ($r, $o, $e) = $node->psql('renamed',
+	q{SELECT patron_id FROM patron_group.find_patron('29000000000060')});
+is("$o$e", '6', 'renamed schema: find_patron()');
+($r, $o, $e) = $node->psql('renamed',
+	q{SELECT array_agg(m) FROM patron_group.attachment_status, unnest(missing) m});
+is("$o$e", '', 'renamed schema: attachment_status misses nothing');
+($r, $o, $e) = $node->psql('renamed', 'SELECT * FROM patron_group.health()');
+is("$o$e", '', 'renamed schema: health() finds nothing');
+($r, $o, $e) = $node->psql('renamed',
+	'SELECT patron_group.detach_all(); DROP EXTENSION patron_group');
+is($e, '', 'renamed schema: detach_all() and DROP EXTENSION');
+is( $node->safe_psql(
+		'renamed', q{SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+		              WHERE c.relnamespace = 'library_system'::regnamespace
+		                AND i.indexprs IS NOT NULL}),
+	'0', 'renamed schema: no barcode index left');
 
 $node->stop;
 
