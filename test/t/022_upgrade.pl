@@ -70,6 +70,13 @@ my $barcode_indexes = $node->safe_psql('upgraded',
 	    FROM patron_group.attachments WHERE barcode_index IS NOT NULL});
 isnt($barcode_indexes, '', '1.0: the barcode indexes are recorded');
 
+# a dump taken under 1.0, to be restored where 1.1 is installed (moving a
+# library to a new server with the new version)
+my $tempdir = PostgreSQL::Test::Utils::tempdir;
+my @conn = ('-h', $node->host, '-p', $node->port);
+command_ok([ 'pg_dump', @conn, '-Fc', '-f', "$tempdir/v10.dump", 'upgraded' ],
+	'pg_dump of the database under 1.0');
+
 # --- the upgrade -------------------------------------------------------------
 
 my ($ret, $stdout, $stderr) =
@@ -229,8 +236,6 @@ foreach my $db ('fresh', 'upgraded')
 
 # --- a dump of the upgraded database -----------------------------------------
 
-my $tempdir = PostgreSQL::Test::Utils::tempdir;
-my @conn = ('-h', $node->host, '-p', $node->port);
 command_ok([ 'pg_dump', @conn, '-Fc', '-f', "$tempdir/upgraded.dump", 'upgraded' ],
 	'pg_dump of the upgraded database');
 $node->safe_psql('postgres', 'CREATE DATABASE restored');
@@ -255,6 +260,20 @@ is($e, '', 'restored from the upgraded database: staff label a group');
 ($r, $o, $e) = $node->psql('restored',
 	q{SET ROLE opac; SELECT count(*) > 0 FROM patron_group.group_members(1)});
 is("$o$e", 't', 'restored from the upgraded database: the catalogue role runs group_members()');
+
+# --- the dump taken under 1.0, restored where 1.1 is installed ---------------
+
+$node->safe_psql('postgres', 'CREATE DATABASE from10');
+($ok, $out, $err) = run_cmd(
+	[ 'pg_restore', @conn, '-d', 'from10', "$tempdir/v10.dump" ]);
+is($err, '', 'the 1.0 dump restores where 1.1 is installed');
+is( $node->safe_psql(
+		'from10', q{SELECT extversion FROM pg_extension WHERE extname = 'patron_group'}),
+	'1.1', 'the 1.0 dump restored: the extension is 1.1');
+($r, $o, $e) = $node->psql('from10', 'SELECT * FROM patron_group.verify()');
+is("$o$e", '', 'the 1.0 dump restored: verify() returns no rows');
+is(after_workload($node, 'from10'), $work_fresh,
+	'the 1.0 dump restored: new groups and events numbered after the restored ones');
 
 $node->stop;
 
