@@ -11,14 +11,15 @@
 EXTENSION = patron_group
 MODULE_big = patron_group
 OBJS = src/patron_group.o src/barcode_core.o src/barcode.o src/attach.o \
-       src/accounts.o src/groups.o src/totals.o src/verify.o src/reporting.o src/access.o
+       src/accounts.o src/groups.o src/totals.o src/verify.o src/reporting.o src/access.o \
+       src/limits.o
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
 REGRESS = setup attach barcode groups clone errors privileges totals totals_koha security \
-          reporting hostile
+          reporting hostile limits
 REGRESS_OPTS = --inputdir=test --encoding=UTF8
 ISOLATION = move_concurrent lead_access totals_concurrent totals_merge \
-            isolation_levels
+            isolation_levels limits_concurrent
 ISOLATION_OPTS = --inputdir=test --encoding=UTF8
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl

@@ -132,3 +132,33 @@ SELECT group_id, label, member_count, lead_count, items_out, items_overdue, item
   FROM patron_group.group_summary ORDER BY group_id;
 \echo '   And what a DBA should look at (patron_group.health()):'
 SELECT check_name, subject, fix FROM patron_group.health();
+
+\echo
+\echo '== 12. Group limits: the Alvarez family may have as many items out as now, no more'
+SELECT patron_group.set_limits(NULL, max_items_overdue => 5);
+SELECT patron_group.set_limits(:alvarez_group,
+         max_items_out => (SELECT items_out FROM patron_group.groups WHERE group_id = :alvarez_group));
+SELECT patron_group.enforce_limits('ils.circulation', true);
+\echo '   Can Diego borrow one more?'
+SELECT * FROM patron_group.checkout_allowed(3);
+\echo '   The desk tries anyway: the database refuses (SQLSTATE PGL01)'
+\set ON_ERROR_STOP off
+INSERT INTO ils.circulation (patron, item, checkout_at, due_at)
+SELECT 3, min(id), now(), now() + interval '21 days' FROM ils.item
+ WHERE id NOT IN (SELECT item FROM ils.circulation WHERE checkin_at IS NULL);
+\set ON_ERROR_STOP on
+\echo '   A supervisor overrides for this one checkout (the DBA granted override_limits):'
+BEGIN;
+SELECT patron_group.override_limits('school project, approved by the branch manager');
+INSERT INTO ils.circulation (patron, item, checkout_at, due_at)
+SELECT 3, min(id), now(), now() + interval '21 days' FROM ils.item
+ WHERE id NOT IN (SELECT item FROM ils.circulation WHERE checkin_at IS NULL);
+COMMIT;
+SELECT h.db_role, h.app_user, p.given_name AS patron, h.to_group AS "group", h.detail, h.reason
+  FROM patron_group.history h JOIN ils.patron p ON p.id = h.patron_id
+ WHERE h.action = 'limit_override';
+
+\echo
+\echo '== 13. Maria pays 5.00 for the family: the plan the ILS inserts into its payments'
+SELECT transaction_id, member_id, open_balance, apply FROM patron_group.payment_plan(1, 5.00);
+SELECT * FROM patron_group.verify();

@@ -657,6 +657,9 @@ pg_detach(PG_FUNCTION_ARGS)
 		spi_exec(psprintf("LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE", relname));
 		for (size_t i = 0; i < lengthof(triggers); i++)
 			spi_exec(psprintf("DROP TRIGGER IF EXISTS %s ON %s", triggers[i], relname));
+		/* enforce_limits' trigger, when enforcement is on (quietly otherwise) */
+		if (OidIsValid(get_trigger_oid(relid, "patron_group_totals_insert_limits", true)))
+			spi_exec(psprintf("DROP TRIGGER patron_group_totals_insert_limits ON %s", relname));
 
 		/* the transaction table's triggers go with the last money table using it */
 		if (SPI_execute_with_args("SELECT via_relid::pg_catalog.oid FROM " PG_SCHEMA ".attachments a "
