@@ -28,6 +28,39 @@ SELECT pg_catalog.pg_extension_config_dump(
 SELECT pg_catalog.pg_extension_config_dump(
     pg_catalog.pg_get_serial_sequence('@extschema@.history', 'event_id'), '');
 
+-- A dump taken under 1.0 did not carry the sequences: after it is restored
+-- the numbering would start again at 1.  Each statement that adds groups or
+-- history events brings its sequence up to the largest id first, so the
+-- restore's own COPY sets it right and later inserts never collide.
+CREATE FUNCTION @extschema@.sequence_catch_up()
+RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    seq text := pg_catalog.pg_get_serial_sequence(
+                    pg_catalog.format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME), TG_ARGV[0]);
+    top bigint;
+    last bigint;
+BEGIN
+    EXECUTE pg_catalog.format('SELECT max(%I) FROM %I.%I', TG_ARGV[0], TG_TABLE_SCHEMA, TG_TABLE_NAME)
+       INTO top;
+    EXECUTE pg_catalog.format('SELECT last_value FROM %s', seq) INTO last;
+    IF top > last THEN
+        PERFORM pg_catalog.setval(seq, top);
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.sequence_catch_up() IS
+'Keeps the numbering of groups and history events ahead of the rows, after a restore of a dump made under 1.0';
+CREATE TRIGGER groups_sequence_catch_up
+    AFTER INSERT ON @extschema@.groups
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.sequence_catch_up('group_id');
+CREATE TRIGGER history_sequence_catch_up
+    AFTER INSERT ON @extschema@.history
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.sequence_catch_up('event_id');
+
 CREATE FUNCTION @extschema@.patron_details(patron_id bigint,
     OUT barcode text, OUT display_name text, OUT items_overdue bigint)
 RETURNS record
@@ -261,6 +294,21 @@ DECLARE
     r record;
     pmap record;
 BEGIN
+    -- tables the library system dropped while attached
+    FOR r IN SELECT a.relid::oid AS oid, a.kind FROM patron_group.attachments a
+              WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = a.relid::oid)
+                 OR NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = COALESCE(a.via_relid::oid, a.relid::oid))
+              ORDER BY 1 LOOP
+        check_name := 'dropped table'; severity := 'error';
+        subject := 'table ' || r.oid;
+        detail := pg_catalog.format('the %s table attached with OID %s (or its transaction table) no longer exists', r.kind, r.oid);
+        fix := pg_catalog.format('SELECT patron_group.detach(%s);', r.oid);
+        RETURN NEXT;
+    END LOOP;
+    IF FOUND THEN
+        RETURN;     -- the other checks read the attached tables
+    END IF;
+
     SELECT * INTO pmap FROM patron_group.attachments WHERE kind = 'patrons';
     IF NOT FOUND THEN
         check_name := 'no patron table'; severity := 'notice'; subject := NULL;
@@ -323,6 +371,18 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 
+    -- accounts in a group that does not exist
+    FOR r IN SELECT a.patron_id, a.group_id FROM patron_group.accounts a
+              WHERE a.group_id IS NOT NULL
+                AND NOT EXISTS (SELECT FROM patron_group.groups g WHERE g.group_id = a.group_id)
+              ORDER BY 1 LOOP
+        check_name := 'missing group'; severity := 'error';
+        subject := 'patron ' || r.patron_id;
+        detail := pg_catalog.format('patron %s is in group %s, which does not exist', r.patron_id, r.group_id);
+        fix := pg_catalog.format('SELECT patron_group.remove_from_group(%s, reason => ''group missing'');', r.patron_id);
+        RETURN NEXT;
+    END LOOP;
+
     -- groups of several patrons with no lead
     FOR r IN SELECT group_id, member_count FROM patron_group.groups
               WHERE member_count >= 2 AND lead_count = 0 ORDER BY group_id LOOP
@@ -372,7 +432,9 @@ DECLARE
     t regclass;
     n integer := 0;
 BEGIN
-    FOR t IN SELECT relid FROM patron_group.attachments WHERE protected ORDER BY relid::oid LOOP
+    FOR t IN SELECT relid FROM patron_group.attachments a WHERE protected
+               AND EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = a.relid::oid)
+             ORDER BY relid::oid LOOP
         PERFORM patron_group.unprotect(t);
     END LOOP;
     FOR t IN SELECT relid FROM patron_group.attachments
@@ -641,21 +703,10 @@ BEGIN
 END
 $$;
 
--- Staff granted under 1.0 get the new views and functions too.
-DO $$
-DECLARE
-    r regrole;
-BEGIN
-    FOR r IN SELECT DISTINCT grantee::regrole
-               FROM information_schema.routine_privileges
-              WHERE routine_schema = 'patron_group' AND routine_name = 'group_members'
-                AND privilege_type = 'EXECUTE'
-                AND grantee NOT IN (SELECT rolname FROM pg_catalog.pg_roles WHERE rolsuper)
-    LOOP
-        PERFORM patron_group.staff_privileges(r, true);
-    END LOOP;
-END
-$$;
-
+-- No grants here: a GRANT made inside ALTER EXTENSION would become part of
+-- the extension's initial privileges, which pg_dump does not write, so a
+-- restored database would lose it.  Staff roles get the new views and
+-- functions from grant_staff(), run again after the update.
 REVOKE ALL ON FUNCTION @extschema@.patron_details(bigint), @extschema@.health(),
+    @extschema@.sequence_catch_up(),
     @extschema@.detach_all(), @extschema@.drop_guard() FROM PUBLIC;

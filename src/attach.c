@@ -39,8 +39,15 @@ PG_FUNCTION_INFO_V1(pg_attach_money);
 char *
 qualified_relname(Oid relid)
 {
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-									  get_rel_name(relid));
+	char	   *rel = get_rel_name(relid);
+	char	   *nsp = rel ? get_namespace_name(get_rel_namespace(relid)) : NULL;
+
+	if (rel == NULL || nsp == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("attached table with OID %u no longer exists", relid),
+				 errhint("The library system dropped it. Forget it with SELECT patron_group.detach(%u);", relid)));
+	return quote_qualified_identifier(nsp, rel);
 }
 
 /* Text of column 'col' of the current SPI row, or NULL. */
@@ -615,6 +622,31 @@ pg_detach(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("table \"%s\" is not attached", get_rel_name(relid))));
+	if (get_rel_name(relid) == NULL)
+	{
+		/*
+		 * The library system dropped the table, and its triggers and index
+		 * with it.  Forget the attachment and take what the table counted
+		 * out of the totals; for the patron table, the accounts and groups go.
+		 */
+		become_extension_owner(&oc);
+		history_context_set(NULL, "attached table dropped");
+		if (SPI_execute_with_args("DELETE FROM " PG_SCHEMA ".attachments "
+								  "WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
+								  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not delete the attachment");
+		if (strcmp(kind, "patrons") == 0)
+		{
+			spi_exec("DELETE FROM " PG_SCHEMA ".accounts");
+			spi_exec("DELETE FROM " PG_SCHEMA ".groups");
+		}
+		else if (strcmp(kind, "circulations") == 0 || strcmp(kind, "money") == 0)
+			(void) rebuild_totals(NULL);
+		history_context_clear();
+		restore_user(&oc);
+		SPI_finish();
+		PG_RETURN_VOID();
+	}
 	if (strcmp(kind, "patrons") == 0)
 	{
 		if (SPI_execute("SELECT relid FROM " PG_SCHEMA ".attachments "

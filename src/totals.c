@@ -223,6 +223,10 @@ load_totals_sources(Oid via_relid)
 	kept_plan(&plan, "SELECT " SOURCE_COLUMNS " FROM " PG_SCHEMA ".attachments "
 			  "WHERE kind OPERATOR(pg_catalog.=) ANY ('{circulations,money}') "
 			  "AND ($1 OPERATOR(pg_catalog.=) 0 OR via_relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass) "
+			  /* a table the library system dropped counts nothing any more */
+			  "AND EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) relid::pg_catalog.oid) "
+			  "AND (via_relid IS NULL OR EXISTS (SELECT FROM pg_catalog.pg_class c "
+			  "WHERE c.oid OPERATOR(pg_catalog.=) via_relid::pg_catalog.oid)) "
 			  "ORDER BY relid::pg_catalog.oid", 1, types);
 	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read patron_group.attachments");
