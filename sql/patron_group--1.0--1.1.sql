@@ -231,7 +231,11 @@ WITH t AS (
            ARRAY(SELECT p.polname::text FROM pg_catalog.pg_policy p
                   WHERE p.polrelid = t.relid AND p.polname::text LIKE 'patron\_group\_%' ORDER BY 1) AS policies,
            (SELECT c.relrowsecurity FROM pg_catalog.pg_class c WHERE c.oid = t.relid) AS row_security,
-           pg_catalog.to_regclass(t.barcode_index) AS barcode_index_found,
+           (SELECT i.indexrelid::regclass FROM pg_catalog.pg_index i
+              JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+             WHERE i.indrelid = t.relid AND t.barcode_index IS NOT NULL
+               AND c.relname = (SELECT p[pg_catalog.array_upper(p, 1)]
+                                  FROM pg_catalog.parse_ident(t.barcode_index) p)) AS barcode_index_found,
            (SELECT pg_catalog.min(i.indexrelid::regclass::text)
               FROM pg_catalog.pg_index i
               JOIN pg_catalog.pg_attribute att ON att.attrelid = t.relid

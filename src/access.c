@@ -168,6 +168,14 @@ token_secret(bool create)
 
 	become_extension_owner(&oc);
 	SPI_connect();
+	/* only when there is none yet: a standby or a read-only transaction can sign with it */
+	if (create)
+	{
+		if (SPI_execute("SELECT FROM " PG_SCHEMA ".token_secret WHERE id OPERATOR(pg_catalog.=) 1",
+						true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read the token secret");
+		create = (SPI_processed == 0);
+	}
 	if (create)
 	{
 		uint8		bytes[SECRET_BYTES];

@@ -629,6 +629,17 @@ pg_detach(PG_FUNCTION_ARGS)
 		 * with it.  Forget the attachment and take what the table counted
 		 * out of the totals; for the patron table, the accounts and groups go.
 		 */
+		/* the transaction table keeps its triggers only while money uses it */
+		if (SPI_execute_with_args("SELECT a.via_relid::pg_catalog.oid FROM " PG_SCHEMA ".attachments a "
+								  "WHERE a.relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1 AND a.via_relid IS NOT NULL "
+								  "AND EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) a.via_relid::pg_catalog.oid) "
+								  "AND NOT EXISTS (SELECT FROM " PG_SCHEMA ".attachments b WHERE b.via_relid OPERATOR(pg_catalog.=) a.via_relid "
+								  "AND b.relid OPERATOR(pg_catalog.<>) a.relid)",
+								  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read patron_group.attachments");
+		if (SPI_processed == 1)
+			drop_via_triggers(DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+															 SPI_tuptable->tupdesc, 1, &isnull)));
 		become_extension_owner(&oc);
 		history_context_set(NULL, "attached table dropped");
 		if (SPI_execute_with_args("DELETE FROM " PG_SCHEMA ".attachments "
@@ -660,9 +671,14 @@ pg_detach(PG_FUNCTION_ARGS)
 					 errhint("Detach the other tables first.")));
 	}
 
-	if (SPI_execute_with_args("SELECT pg_catalog.to_regclass(barcode_index::pg_catalog.text)::pg_catalog.oid "
-							  "FROM " PG_SCHEMA ".attachments "
-							  "WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
+	/* the index is found among the table's by its name, wherever its schema went */
+	if (SPI_execute_with_args("SELECT (SELECT i.indexrelid FROM pg_catalog.pg_index i "
+							  "JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid "
+							  "WHERE i.indrelid OPERATOR(pg_catalog.=) a.relid::pg_catalog.oid "
+							  "AND c.relname OPERATOR(pg_catalog.=) (SELECT p[pg_catalog.array_upper(p, 1)] "
+							  "FROM pg_catalog.parse_ident(a.barcode_index::pg_catalog.text) p)) "
+							  "FROM " PG_SCHEMA ".attachments a "
+							  "WHERE a.relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
 							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read patron_group.attachments");
 	index = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);

@@ -52,8 +52,8 @@ is("$stdout$stderr", '1', 'a checkout is still counted');
 is("$stdout$stderr", 't', 'verify() runs after an attached table was dropped');
 
 ($ret, $stdout, $stderr) = run_sql(
-	q{SELECT count(*) > 0 FROM patron_group.health() WHERE check_name = 'missing trigger'});
-is("$stdout$stderr", 't', 'health() reports the dropped table\'s missing triggers');
+	q{SELECT count(*) > 0 FROM patron_group.health() WHERE check_name = 'dropped table'});
+is("$stdout$stderr", 't', 'health() reports the dropped table');
 
 ($ret, $stdout, $stderr) = run_sql('SELECT patron_group.detach_all()');
 is($stderr, '', 'detach_all() after an attached table was dropped');

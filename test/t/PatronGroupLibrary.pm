@@ -149,7 +149,8 @@ sub snapshot_queries
 	$q{'triggers'} = q{
 	  SELECT string_agg(format('%s %s %s', tgrelid::regclass, tgname, tgenabled), E'\n'
 	                    ORDER BY tgrelid::regclass::text, tgname)
-	    FROM pg_trigger WHERE NOT tgisinternal};
+	    FROM pg_trigger WHERE NOT tgisinternal
+	     AND tgrelid::regclass::text NOT LIKE 'patron_group.%'};   # the library's tables
 	# privileges on the extension's objects (grant_staff, issue_token)
 	$q{'privileges'} = q{
 	  SELECT string_agg(format('%s %s', o, acl), E'\n' ORDER BY o)
