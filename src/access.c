@@ -831,3 +831,28 @@ pg_unprotect(PG_FUNCTION_ARGS)
 	SPI_finish();
 	PG_RETURN_VOID();
 }
+
+/*
+ * For the functions a patron-facing session may call only about the patron
+ * it acts for (the member list, a payment plan): false for any other
+ * session; for a patron-facing one, true with the asserted patron in
+ * *viewer, or an error when none is asserted or it is another patron
+ * ('refusal' says what such a session may do).  The caller is connected to
+ * SPI.
+ */
+bool
+patron_facing_about(int64 patron, int64 *viewer, const char *refusal)
+{
+	if (!session_is_patron_facing())
+		return false;
+	if (!acting_for(viewer))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("no patron is asserted in this transaction"),
+				 errhint("Call patron_group.act_as_token() or patron_group.act_as() first, in the same transaction.")));
+	if (*viewer != patron)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("%s", refusal)));
+	return true;
+}

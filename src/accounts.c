@@ -244,16 +244,15 @@ adjust_leads(int64 group_id, int leads)
 		elog(ERROR, "group " INT64_FORMAT " vanished", group_id);
 }
 
-/* Append one history row. */
-static void
-record_history(const char *action, int64 patron, bool from_null, int64 from,
-			   bool to_null, int64 to, const char *detail)
+/* Append one history row, with the reason given. */
+void
+record_history_reason(const char *action, int64 patron, bool from_null, int64 from,
+					  bool to_null, int64 to, const char *reason, const char *detail)
 {
 	Oid			types[8] = {NAMEOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID};
 	Datum		values[8];
 	char		nulls[8] = "        ";
 	const char *app_user = history_app_user();
-	const char *reason = history_context_reason();
 
 	values[0] = DirectFunctionCall1(namein,
 									CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false)));
@@ -284,6 +283,15 @@ record_history(const char *action, int64 patron, bool from_null, int64 from,
 			  8, types);
 	if (SPI_execute_plan(history_plan, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record history");
+}
+
+/* Append one history row, with the running operation's reason. */
+static void
+record_history(const char *action, int64 patron, bool from_null, int64 from,
+			   bool to_null, int64 to, const char *detail)
+{
+	record_history_reason(action, patron, from_null, from, to_null, to,
+						  history_context_reason(), detail);
 }
 
 /*

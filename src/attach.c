@@ -608,7 +608,7 @@ pg_detach(PG_FUNCTION_ARGS)
 	Oid			argtypes[1] = {OIDOID};
 	Datum		values[1];
 	char	   *kind;
-	char	   *relname;
+	bool		dropped;
 	bool		isnull;
 	Datum		index;
 	OwnerContext oc;
@@ -622,43 +622,13 @@ pg_detach(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("table \"%s\" is not attached", get_rel_name(relid))));
-	if (get_rel_name(relid) == NULL)
-	{
-		/*
-		 * The library system dropped the table, and its triggers and index
-		 * with it.  Forget the attachment and take what the table counted
-		 * out of the totals; for the patron table, the accounts and groups go.
-		 */
-		/* the transaction table keeps its triggers only while money uses it */
-		if (SPI_execute_with_args("SELECT a.via_relid::pg_catalog.oid FROM " PG_SCHEMA ".attachments a "
-								  "WHERE a.relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1 AND a.via_relid IS NOT NULL "
-								  "AND EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) a.via_relid::pg_catalog.oid) "
-								  "AND NOT EXISTS (SELECT FROM " PG_SCHEMA ".attachments b WHERE b.via_relid OPERATOR(pg_catalog.=) a.via_relid "
-								  "AND b.relid OPERATOR(pg_catalog.<>) a.relid)",
-								  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not read patron_group.attachments");
-		if (SPI_processed == 1)
-			drop_via_triggers(DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-															 SPI_tuptable->tupdesc, 1, &isnull)));
-		become_extension_owner(&oc);
-		history_context_set(NULL, "attached table dropped");
-		if (SPI_execute_with_args("DELETE FROM " PG_SCHEMA ".attachments "
-								  "WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
-								  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "could not delete the attachment");
-		if (strcmp(kind, "patrons") == 0)
-		{
-			spi_exec("DELETE FROM " PG_SCHEMA ".accounts");
-			spi_exec("DELETE FROM " PG_SCHEMA ".groups");
-		}
-		else if (strcmp(kind, "circulations") == 0 || strcmp(kind, "money") == 0)
-			(void) rebuild_totals(NULL);
-		history_context_clear();
-		restore_user(&oc);
-		SPI_finish();
-		PG_RETURN_VOID();
-	}
-	if (strcmp(kind, "patrons") == 0)
+
+	/*
+	 * A table the library system dropped took its triggers and index with
+	 * it: only the attachment is left to forget, and its share of the totals.
+	 */
+	dropped = get_rel_name(relid) == NULL;
+	if (strcmp(kind, "patrons") == 0 && !dropped)
 	{
 		if (SPI_execute("SELECT relid FROM " PG_SCHEMA ".attachments "
 						"WHERE kind OPERATOR(pg_catalog.<>) 'patrons'", true, 1) != SPI_OK_SELECT)
@@ -671,60 +641,65 @@ pg_detach(PG_FUNCTION_ARGS)
 					 errhint("Detach the other tables first.")));
 	}
 
-	/* the index is found among the table's by its name, wherever its schema went */
-	if (SPI_execute_with_args("SELECT (SELECT i.indexrelid FROM pg_catalog.pg_index i "
-							  "JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid "
-							  "WHERE i.indrelid OPERATOR(pg_catalog.=) a.relid::pg_catalog.oid "
-							  "AND c.relname OPERATOR(pg_catalog.=) (SELECT p[pg_catalog.array_upper(p, 1)] "
-							  "FROM pg_catalog.parse_ident(a.barcode_index::pg_catalog.text) p)) "
-							  "FROM " PG_SCHEMA ".attachments a "
-							  "WHERE a.relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
-							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read patron_group.attachments");
-	index = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (!isnull && get_rel_name(DatumGetObjectId(index)) != NULL)
-		spi_exec(psprintf("DROP INDEX %s", qualified_relname(DatumGetObjectId(index))));
-
-	relname = qualified_relname(relid);
-	if (strcmp(kind, "patrons") == 0)
+	if (!dropped)
 	{
-		static const char *const triggers[] = {"patron_group_insert", "patron_group_delete",
-		"patron_group_update", "patron_group_truncate"};
+		char	   *relname = qualified_relname(relid);
 
-		for (size_t i = 0; i < lengthof(triggers); i++)
-			spi_exec(psprintf("DROP TRIGGER IF EXISTS %s ON %s", triggers[i], relname));
-	}
-
-	if (strcmp(kind, "circulations") == 0 || strcmp(kind, "money") == 0)
-	{
-		static const char *const triggers[] = {"patron_group_totals_insert",
-			"patron_group_totals_update", "patron_group_totals_delete",
-		"patron_group_totals_truncate"};
-		Datum		via;
-
-		spi_exec(psprintf("LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE", relname));
-		for (size_t i = 0; i < lengthof(triggers); i++)
-			spi_exec(psprintf("DROP TRIGGER IF EXISTS %s ON %s", triggers[i], relname));
-		/* enforce_limits' trigger, when enforcement is on (quietly otherwise) */
-		if (OidIsValid(get_trigger_oid(relid, "patron_group_totals_insert_limits", true)))
-			spi_exec(psprintf("DROP TRIGGER patron_group_totals_insert_limits ON %s", relname));
-
-		/* the transaction table's triggers go with the last money table using it */
-		if (SPI_execute_with_args("SELECT via_relid::pg_catalog.oid FROM " PG_SCHEMA ".attachments a "
-								  "WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass AND via_relid IS NOT NULL "
-								  "AND NOT EXISTS (SELECT FROM " PG_SCHEMA ".attachments b WHERE b.via_relid OPERATOR(pg_catalog.=) a.via_relid "
-								  "AND b.relid OPERATOR(pg_catalog.<>) a.relid)",
+		/* the index is found among the table's by its name, wherever its schema went */
+		if (SPI_execute_with_args("SELECT (SELECT i.indexrelid FROM pg_catalog.pg_index i "
+								  "JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid "
+								  "WHERE i.indrelid OPERATOR(pg_catalog.=) a.relid::pg_catalog.oid "
+								  "AND c.relname OPERATOR(pg_catalog.=) (SELECT p[pg_catalog.array_upper(p, 1)] "
+								  "FROM pg_catalog.parse_ident(a.barcode_index::pg_catalog.text) p)) "
+								  "FROM " PG_SCHEMA ".attachments a "
+								  "WHERE a.relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
 								  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read patron_group.attachments");
-		via = SPI_processed ? SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull) : (Datum) 0;
-		if (via != (Datum) 0)
-			drop_via_triggers(DatumGetObjectId(via));
+		index = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull && get_rel_name(DatumGetObjectId(index)) != NULL)
+			spi_exec(psprintf("DROP INDEX %s", qualified_relname(DatumGetObjectId(index))));
+
+		if (strcmp(kind, "patrons") == 0)
+		{
+			static const char *const triggers[] = {"patron_group_insert", "patron_group_delete",
+			"patron_group_update", "patron_group_truncate"};
+
+			for (size_t i = 0; i < lengthof(triggers); i++)
+				spi_exec(psprintf("DROP TRIGGER IF EXISTS %s ON %s", triggers[i], relname));
+		}
+		if (strcmp(kind, "circulations") == 0 || strcmp(kind, "money") == 0)
+		{
+			static const char *const triggers[] = {"patron_group_totals_insert",
+				"patron_group_totals_update", "patron_group_totals_delete",
+			"patron_group_totals_truncate"};
+
+			spi_exec(psprintf("LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE", relname));
+			for (size_t i = 0; i < lengthof(triggers); i++)
+				spi_exec(psprintf("DROP TRIGGER IF EXISTS %s ON %s", triggers[i], relname));
+			/* enforce_limits' trigger, when enforcement is on (quietly otherwise) */
+			if (OidIsValid(get_trigger_oid(relid, "patron_group_totals_insert_limits", true)))
+				spi_exec(psprintf("DROP TRIGGER patron_group_totals_insert_limits ON %s", relname));
+		}
 	}
 
+	/* the transaction table's triggers go with the last money table using it */
+	if (SPI_execute_with_args("SELECT a.via_relid::pg_catalog.oid FROM " PG_SCHEMA ".attachments a "
+							  "WHERE a.relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1 AND a.via_relid IS NOT NULL "
+							  "AND EXISTS (SELECT FROM pg_catalog.pg_class c "
+							  "WHERE c.oid OPERATOR(pg_catalog.=) a.via_relid::pg_catalog.oid) "
+							  "AND NOT EXISTS (SELECT FROM " PG_SCHEMA ".attachments b "
+							  "WHERE b.via_relid OPERATOR(pg_catalog.=) a.via_relid "
+							  "AND b.relid OPERATOR(pg_catalog.<>) a.relid)",
+							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read patron_group.attachments");
+	if (SPI_processed == 1)
+		drop_via_triggers(DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+														 SPI_tuptable->tupdesc, 1, &isnull)));
+
 	become_extension_owner(&oc);
-	history_context_set(NULL, "patron table detached");
+	history_context_set(NULL, dropped ? "attached table dropped" : "patron table detached");
 	if (SPI_execute_with_args("DELETE FROM " PG_SCHEMA ".attachments "
-							  "WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
+							  "WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
 							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete the attachment");
 	if (strcmp(kind, "patrons") == 0)

@@ -529,8 +529,7 @@ pg_clone_patron(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(new_id);
 }
 
-static char *members_sql = NULL;
-static SPIPlanPtr members_plan = NULL;
+static TextPlan members_plan;
 
 /*
  * group_members(bigint): Group Member Details for a patron's group.
@@ -564,20 +563,10 @@ pg_group_members(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 
 	SPI_connect();
-	patron_facing = session_is_patron_facing();
+	patron_facing = patron_facing_about(patron, &viewer,
+										"a patron-facing session may list only the group of the patron it acts for");
 	if (patron_facing)
-	{
-		if (!acting_for(&viewer))
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("no patron is asserted in this transaction"),
-					 errhint("Call patron_group.act_as_token() or patron_group.act_as() first, in the same transaction.")));
-		if (viewer != patron)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("a patron-facing session may list only the group of the patron it acts for")));
 		become_extension_owner(&oc);
-	}
 	values[0] = Int64GetDatum(patron);
 	values[1] = Int64GetDatum(viewer);
 	if (!patron_facing)
@@ -621,19 +610,8 @@ pg_group_members(PG_FUNCTION_ARGS)
 				   barcode_sql(map, "p"), display_name_sql(map, "p"),
 				   see_circ, see_circ, overdue_sql(load_totals_sources(InvalidOid), "a.patron_id"),
 				   see_circ, see_bills, map->relname, map->id_column);
-	/* the text only changes with the attachments: keep its plan while it stays */
-	if (members_sql == NULL || strcmp(members_sql, sql) != 0)
-	{
-		if (members_plan)
-			SPI_freeplan(members_plan);
-		members_plan = NULL;
-		if (members_sql)
-			pfree(members_sql);
-		members_sql = NULL;
-		kept_plan(&members_plan, sql, 2, types);
-		members_sql = MemoryContextStrdup(TopMemoryContext, sql);
-	}
-	if (SPI_execute_plan(members_plan, values, nulls, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(kept_plan_for_text(&members_plan, sql, 2, types),
+						 values, nulls, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not list the group's members");
 	if (SPI_processed == 0)
 		ereport(ERROR,

@@ -80,10 +80,9 @@ violations_sql(List *sources)
 					"ORDER BY v.ord", overdue);
 }
 
-static char *violations_text = NULL;
+static TextPlan violations_plan;
 static SPIPlanPtr lock_accounts_plan = NULL;
 static SPIPlanPtr lock_groups_plan = NULL;
-static SPIPlanPtr violations_plan = NULL;
 
 /*
  * Run violations_sql for one patron; the rows are in SPI_tuptable.  The
@@ -96,20 +95,10 @@ find_violations(const char *sql, int64 patron, int pending)
 	Oid			types[2] = {INT8OID, NUMERICOID};
 	Datum		values[2];
 
-	if (violations_text == NULL || strcmp(violations_text, sql) != 0)
-	{
-		if (violations_plan)
-			SPI_freeplan(violations_plan);
-		violations_plan = NULL;
-		if (violations_text)
-			pfree(violations_text);
-		violations_text = NULL;
-		kept_plan(&violations_plan, sql, 2, types);
-		violations_text = MemoryContextStrdup(TopMemoryContext, sql);
-	}
 	values[0] = Int64GetDatum(patron);
 	values[1] = DirectFunctionCall1(int4_numeric, Int32GetDatum(pending));
-	if (SPI_execute_plan(violations_plan, values, NULL, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(kept_plan_for_text(&violations_plan, sql, 2, types),
+						 values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the group limits");
 }
 
@@ -182,33 +171,6 @@ pg_override_limits(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* Record in the history one exceeded limit that the override let pass. */
-static void
-record_override(int64 patron, int64 group, const char *detail)
-{
-	Oid			types[7] = {NAMEOID, TEXTOID, TEXTOID, INT8OID, INT8OID, TEXTOID, TEXTOID};
-	Datum		values[7];
-	char		nulls[7] = "       ";
-	const char *app_user = history_app_user();
-
-	values[0] = DirectFunctionCall1(namein,
-									CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false)));
-	if (app_user)
-		values[1] = CStringGetTextDatum(app_user);
-	else
-		nulls[1] = 'n';
-	values[2] = CStringGetTextDatum("limit_override");
-	values[3] = Int64GetDatum(patron);
-	values[4] = Int64GetDatum(group);
-	values[5] = CStringGetTextDatum(override_reason);
-	values[6] = CStringGetTextDatum(detail);
-	if (SPI_execute_with_args("INSERT INTO " PG_SCHEMA ".history (db_role, app_user, action, "
-							  "patron_id, to_group, reason, detail) "
-							  "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-							  7, types, values, nulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not record history");
-}
-
 Datum
 pg_limits_trigger(PG_FUNCTION_ARGS)
 {
@@ -223,7 +185,7 @@ pg_limits_trigger(PG_FUNCTION_ARGS)
 	ArrayType  *parray;
 	Oid			types[1] = {INT8ARRAYOID};
 	Datum		values[1];
-	List	   *overridden = NIL;	/* of char *: patron, group, detail */
+	bool		overridden = false;
 	List	   *sources;
 	bool		use_override = override_lxid == MyProc->lxid && override_reason != NULL;
 
@@ -313,12 +275,15 @@ pg_limits_trigger(PG_FUNCTION_ARGS)
 											SPI_tuptable->tupdesc, 4, &isnull));
 		if (use_override)
 		{
+			/* record each limit the override lets pass (the rows go with the insert) */
+			List	   *texts = NIL;
+
 			for (uint64 r = 0; r < SPI_processed; r++)
-			{
-				overridden = lappend(overridden, psprintf(INT64_FORMAT, patrons[p]));
-				overridden = lappend(overridden, psprintf(INT64_FORMAT, group));
-				overridden = lappend(overridden, violation_text(r));
-			}
+				texts = lappend(texts, violation_text(r));
+			foreach(lc, texts)
+				record_history_reason("limit_override", patrons[p], true, 0, false, group,
+									  override_reason, lfirst(lc));
+			overridden = true;
 			continue;
 		}
 		initStringInfo(&detail);
@@ -336,12 +301,8 @@ pg_limits_trigger(PG_FUNCTION_ARGS)
 				 errhint("Staff may allow one checkout with patron_group.override_limits(reason).")));
 	}
 
-	/* the override covers this one statement: record what it let through */
-	for (int i = 0; i < list_length(overridden); i += 3)
-		record_override(pg_strtoint64(list_nth(overridden, i)),
-						pg_strtoint64(list_nth(overridden, i + 1)),
-						list_nth(overridden, i + 2));
-	if (overridden != NIL)
+	/* the override covers this one statement */
+	if (overridden)
 		override_lxid = InvalidLocalTransactionId;
 
 	restore_user(&oc);
@@ -396,19 +357,8 @@ pg_payment_plan(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 
 	SPI_connect();
-	patron_facing = session_is_patron_facing();
-	if (patron_facing)
-	{
-		if (!acting_for(&viewer))
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("no patron is asserted in this transaction"),
-					 errhint("Call patron_group.act_as_token() or patron_group.act_as() first, in the same transaction.")));
-		if (viewer != patron)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("a patron-facing session may plan payments only as the patron it acts for")));
-	}
+	patron_facing = patron_facing_about(patron, &viewer,
+										"a patron-facing session may plan payments only as the patron it acts for");
 	become_extension_owner(&oc);
 
 	/* the members whose bills the caller may see */

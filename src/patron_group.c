@@ -282,3 +282,25 @@ kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
 	}
 	return *slot;
 }
+
+/*
+ * The kept plan of a statement built from the attachments: its text changes
+ * only when a table is attached or detached, so the plan is kept while the
+ * text stays the same, and prepared again when it changes.
+ */
+SPIPlanPtr
+kept_plan_for_text(TextPlan *slot, const char *sql, int nargs, Oid *argtypes)
+{
+	if (slot->sql == NULL || strcmp(slot->sql, sql) != 0)
+	{
+		if (slot->plan)
+			SPI_freeplan(slot->plan);
+		slot->plan = NULL;
+		if (slot->sql)
+			pfree(slot->sql);
+		slot->sql = NULL;
+		kept_plan(&slot->plan, sql, nargs, argtypes);
+		slot->sql = MemoryContextStrdup(TopMemoryContext, sql);
+	}
+	return slot->plan;
+}

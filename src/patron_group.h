@@ -67,7 +67,19 @@ extern const char *history_app_user(void);
 extern Oid	extension_owner(void);
 extern void require_arg(FunctionCallInfo fcinfo, int argno, const char *what);
 extern SPIPlanPtr kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes);
+
+/* A kept plan together with the SQL text it was prepared from. */
+typedef struct TextPlan
+{
+	char	   *sql;
+	SPIPlanPtr	plan;
+} TextPlan;
+extern SPIPlanPtr kept_plan_for_text(TextPlan *slot, const char *sql, int nargs, Oid *argtypes);
 extern void recount_at_commit(int64 patron);
+
+/* accounts.c */
+extern void record_history_reason(const char *action, int64 patron, bool from_null, int64 from,
+								  bool to_null, int64 to, const char *reason, const char *detail);
 
 /* attach.c */
 extern PatronMap *load_patron_map(bool missing_ok);
@@ -88,6 +100,7 @@ extern uint64 rebuild_totals(ArrayType *patron_ids);
 extern void access_reset(void);
 extern bool acting_for(int64 *patron);
 extern bool session_is_patron_facing(void);
+extern bool patron_facing_about(int64 patron, int64 *viewer, const char *refusal);
 
 /* barcode.c */
 extern int64 resolve_barcode_internal(PatronMap *map, text *barcode, bool missing_ok);

@@ -13,15 +13,13 @@
 #include "funcapi.h"
 #include "nodes/parsenodes.h"
 #include "utils/builtins.h"
-#include "utils/memutils.h"
 
 #include "patron_group.h"
 
 PG_FUNCTION_INFO_V1(pg_patron_details);
 PG_FUNCTION_INFO_V1(pg_drop_guard);
 
-static char *details_sql = NULL;
-static SPIPlanPtr details_plan = NULL;
+static TextPlan details_plan;
 
 /*
  * patron_details(patron_id): the patron's barcode and display name as the
@@ -57,19 +55,8 @@ pg_patron_details(PG_FUNCTION_ARGS)
 					   overdue_sql(load_totals_sources(InvalidOid), "$1"),
 					   barcode_sql(map, "p"), display_name_sql(map, "p"),
 					   map->relname, map->id_column);
-		/* the text changes only with the attachments: keep its plan meanwhile */
-		if (details_sql == NULL || strcmp(details_sql, sql) != 0)
-		{
-			if (details_plan)
-				SPI_freeplan(details_plan);
-			details_plan = NULL;
-			if (details_sql)
-				pfree(details_sql);
-			details_sql = NULL;
-			kept_plan(&details_plan, sql, 1, types);
-			details_sql = MemoryContextStrdup(TopMemoryContext, sql);
-		}
-		if (SPI_execute_plan(details_plan, args, NULL, true, 1) != SPI_OK_SELECT)
+		if (SPI_execute_plan(kept_plan_for_text(&details_plan, sql, 1, types),
+							 args, NULL, true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read the patron's details");
 		if (SPI_processed == 1)
 			for (int c = 0; c < 3; c++)

@@ -622,17 +622,32 @@ delta_for(DeltaSet *set, int64 patron)
 	return d;
 }
 
-/* *sum += value (sign applied), reusing *sum's buffer when it fits. */
+/* Numeric zero, made once per backend. */
+static Numeric
+numeric_zero(void)
+{
+	static Numeric zero = NULL;
+
+	if (zero == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		zero = int64_to_numeric(0);
+		MemoryContextSwitchTo(old);
+	}
+	return zero;
+}
+
+/* *sum += value (or -= when negate), reusing *sum's buffer when it fits. */
 static void
 add_amount(DeltaSet *set, Numeric *sum, Size *room, Datum value, bool negate)
 {
-	Numeric		v = DatumGetNumeric(value);
+	Numeric		base = *sum ? *sum : numeric_zero();
 	Numeric		r;
 	Size		len;
 
-	if (negate)
-		v = DatumGetNumeric(DirectFunctionCall1(numeric_uminus, NumericGetDatum(v)));
-	r = *sum ? numeric_add_opt_error(*sum, v, NULL) : v;
+	r = negate ? numeric_sub_opt_error(base, DatumGetNumeric(value), NULL)
+		: numeric_add_opt_error(base, DatumGetNumeric(value), NULL);
 	len = VARSIZE(r);
 	if (len > *room)
 	{
@@ -709,7 +724,7 @@ numeric_nonzero(Numeric n)
 {
 	return n != NULL &&
 		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n),
-										  NumericGetDatum(int64_to_numeric(0)))) != 0;
+										  NumericGetDatum(numeric_zero()))) != 0;
 }
 
 /*
@@ -752,7 +767,7 @@ static void
 apply_deltas(PatronDelta **deltas, int n)
 {
 	Datum		args[5];
-	Datum		zero = NumericGetDatum(int64_to_numeric(0));
+	Datum		zero = NumericGetDatum(numeric_zero());
 
 	if (n == 1)
 	{
