@@ -31,32 +31,10 @@ as_user env PGHOST="$PGHOST" PGPORT="$PGPORT" PGUSER="$PGUSER" createdb library
 psql_demo -f "$BUILD_DIR/demo/library.sql"
 
 say "attaching it"
-psql_demo <<'SQL'
+psql_demo -v attach_file="$BUILD_DIR/demo/attach.sql" <<'SQL'
 CREATE EXTENSION patron_group;
 \o /dev/null
-SELECT patron_group.attach_patrons('ils.patron',
-         id_column      => 'id',
-         name_columns   => '{family_name,given_name}',
-         clone_columns  => '{family_name,street,city,postal_code,phone,home_library}');
-SELECT patron_group.attach_cards('ils.card',
-         patron_column  => 'patron',
-         barcode_column => 'barcode',
-         active_when    => 'active');
-SELECT patron_group.attach_circulations('ils.circulation',
-         patron_column  => 'patron',
-         due_column     => 'due_at',
-         open_when      => 'checkin_at IS NULL',
-         lost_when      => 'stop_fines = ''LOST''');
-SELECT patron_group.attach_money('ils.billing', kind => 'charge',
-         amount_column  => 'amount',
-         patron_column  => 'xact',
-         via => 'ils.transaction', via_id_column => 'id', via_patron_column => 'patron',
-         counts_when    => 'NOT voided');
-SELECT patron_group.attach_money('ils.payment', kind => 'payment',
-         amount_column  => 'amount',
-         patron_column  => 'xact',
-         via => 'ils.transaction', via_id_column => 'id', via_patron_column => 'patron',
-         counts_when    => 'NOT voided');
+\i :attach_file
 \o
 \pset footer off
 SELECT kind, relid AS attached_table, coalesce(barcode_column, patron_column) AS column_used,

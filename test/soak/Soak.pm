@@ -9,9 +9,10 @@ use warnings;
 
 use Exporter 'import';
 use IPC::Run;
+use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
-our @EXPORT = qw(soak_setup soak_command soak_report soak_deadlocks soak_table);
+our @EXPORT = qw(soak_node soak_setup soak_command soak_report soak_deadlocks soak_table);
 
 my $dir = "$ENV{TESTDIR}/test/soak";
 
@@ -20,6 +21,21 @@ our @SCRIPTS = (
 	[ checkout => 20 ], [ checkin => 20 ], [ bill => 10 ], [ payment => 10 ],
 	[ void => 5 ], [ merge => 5 ], [ move => 8 ], [ remove => 4 ],
 	[ clone => 3 ], [ lead => 5 ], [ consent => 5 ], [ rebuild => 5 ]);
+
+# A started node with the library loaded and attached.
+sub soak_node
+{
+	my ($name, $patrons) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(extra => [ '--encoding=UTF8', '--locale=C' ]);
+	$node->append_conf('postgresql.conf', qq{
+max_connections = 40
+deadlock_timeout = 200ms
+});
+	$node->start;
+	soak_setup($node, $patrons);
+	return $node;
+}
 
 # Load the library and attach it.
 sub soak_setup

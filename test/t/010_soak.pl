@@ -31,14 +31,7 @@ my $seconds = $ENV{SOAK_SECONDS} || 30;
 my $clients = $ENV{SOAK_CLIENTS} || 6;
 my $patrons = $ENV{SOAK_PATRONS} || 200;
 
-my $node = PostgreSQL::Test::Cluster->new('soak');
-$node->init(extra => [ '--encoding=UTF8', '--locale=C' ]);
-$node->append_conf('postgresql.conf', qq{
-max_connections = 40
-deadlock_timeout = 200ms
-});
-$node->start;
-soak_setup($node, $patrons);
+my $node = soak_node('soak', $patrons);
 is($node->safe_psql('postgres', 'SELECT count(*) FROM patron_group.verify()'),
 	'0', 'verify() is empty before the load');
 

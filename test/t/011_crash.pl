@@ -16,14 +16,7 @@ use Time::HiRes qw(usleep);
 use Soak;
 
 my $patrons = 200;
-my $node = PostgreSQL::Test::Cluster->new('crash');
-$node->init(extra => [ '--encoding=UTF8', '--locale=C' ]);
-$node->append_conf('postgresql.conf', qq{
-max_connections = 40
-deadlock_timeout = 200ms
-});
-$node->start;
-soak_setup($node, $patrons);
+my $node = soak_node('crash', $patrons);
 $node->safe_psql('postgres', 'CREATE EXTENSION amcheck');
 
 my $checks = q{

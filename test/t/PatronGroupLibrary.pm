@@ -25,31 +25,12 @@ sub demo_file
 }
 
 # The attach calls of scripts/demo.sh.
-our $attach_sql = q{
-SELECT patron_group.attach_patrons('ils.patron',
-         id_column      => 'id',
-         name_columns   => '{family_name,given_name}',
-         clone_columns  => '{family_name,street,city,postal_code,phone,home_library}');
-SELECT patron_group.attach_cards('ils.card',
-         patron_column  => 'patron',
-         barcode_column => 'barcode',
-         active_when    => 'active');
-SELECT patron_group.attach_circulations('ils.circulation',
-         patron_column  => 'patron',
-         due_column     => 'due_at',
-         open_when      => 'checkin_at IS NULL',
-         lost_when      => 'stop_fines = ''LOST''');
-SELECT patron_group.attach_money('ils.billing', kind => 'charge',
-         amount_column  => 'amount',
-         patron_column  => 'xact',
-         via => 'ils.transaction', via_id_column => 'id', via_patron_column => 'patron',
-         counts_when    => 'NOT voided');
-SELECT patron_group.attach_money('ils.payment', kind => 'payment',
-         amount_column  => 'amount',
-         patron_column  => 'xact',
-         via => 'ils.transaction', via_id_column => 'id', via_patron_column => 'patron',
-         counts_when    => 'NOT voided');
-};
+sub attach_sql
+{
+	open(my $fh, '<', demo_file('attach.sql')) or die "demo/attach.sql: $!";
+	local $/;
+	return <$fh>;
+}
 
 # Run a command; returns whether it exited 0, its stdout and its stderr.
 sub run_cmd
@@ -75,7 +56,7 @@ sub load_library
 sub attach_library
 {
 	my ($node, $db) = @_;
-	$node->safe_psql($db, $attach_sql);
+	$node->safe_psql($db, attach_sql());
 	return;
 }
 
