@@ -12,7 +12,7 @@ EXTENSION = patron_group
 MODULE_big = patron_group
 OBJS = src/patron_group.o src/barcode_core.o src/barcode.o src/attach.o \
        src/accounts.o src/groups.o src/totals.o src/verify.o src/reporting.o src/access.o \
-       src/limits.o
+       src/limits.o src/policies.o src/guard.o src/mapping.o
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
 REGRESS = setup attach barcode groups clone errors privileges totals totals_koha security \

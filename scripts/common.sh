@@ -32,7 +32,7 @@ as_user() {
 # Debian packages, the development package pinned to the installed server.
 ensure_packages() {
     local want=(postgresql-$PG_MAJOR postgresql-client-$PG_MAJOR
-                postgresql-server-dev-$PG_MAJOR libicu-dev libipc-run-perl
+                postgresql-server-dev-$PG_MAJOR libicu-dev libipc-run-perl libdbd-pg-perl git
                 make gcc pkg-config)
     local missing=() p
     for p in "${want[@]}"; do

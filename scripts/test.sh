@@ -27,6 +27,20 @@ if ! build_and_install "$WORK"; then
     echo "build failed"
     finish
 fi
+# The released versions' trees, for the upgrade test to build their
+# libraries (as root: the clone may belong to another user than the tests)
+export PATRON_GROUP_RELEASES=$WORK/releases
+mkdir -p "$PATRON_GROUP_RELEASES"
+while read -r version commit; do
+    case $version in ''|\#*) continue ;; esac
+    if git -C "$TOP" cat-file -e "$commit^{commit}" 2>/dev/null; then
+        mkdir -p "$PATRON_GROUP_RELEASES/$version"
+        git -C "$TOP" archive "$commit" | tar -x -C "$PATRON_GROUP_RELEASES/$version"
+    else
+        echo "note: commit $commit of version $version is not in this clone; the upgrade test skips it"
+    fi
+done < "$TOP/test/released_versions"
+[ "$(id -u)" = 0 ] && chown -R "$RUN_USER" "$PATRON_GROUP_RELEASES"
 start_server "$WORK/server" "${TEST_PORT:-54329}"
 trap 'stop_server "$WORK/server"' EXIT
 set +e
@@ -46,6 +60,7 @@ run_suite() {
     local log=$WORK/$name.log
     say "$name"
     as_user env PGHOST="$PGHOST" PGPORT="$PGPORT" PGUSER="$PGUSER" \
+        PATRON_GROUP_RELEASES="$PATRON_GROUP_RELEASES" \
         make -C "$BUILD_DIR" installcheck "${PGXS_ARGS[@]}" "$@" >"$log" 2>&1
     local rc=$?
     grep -E '\.\.\. |tests? (passed|failed)|^t/|^test/t|Result:|Failed|Dubious|not ok' "$log" | sed 's/^/  /'

@@ -40,8 +40,11 @@
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
 #include "utils/fmgrprotos.h"
 #include "utils/acl.h"
+#include "utils/memutils.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -57,10 +60,6 @@ PG_FUNCTION_INFO_V1(pg_rotate_token_secret);
 PG_FUNCTION_INFO_V1(pg_current_patron);
 PG_FUNCTION_INFO_V1(pg_visible_patrons);
 PG_FUNCTION_INFO_V1(pg_set_consent);
-PG_FUNCTION_INFO_V1(pg_register_patron_facing);
-PG_FUNCTION_INFO_V1(pg_unregister_patron_facing);
-PG_FUNCTION_INFO_V1(pg_protect);
-PG_FUNCTION_INFO_V1(pg_unprotect);
 
 #define TOKEN_PREFIX "pg1"
 #define SECRET_BYTES 32
@@ -70,12 +69,81 @@ PG_FUNCTION_INFO_V1(pg_unprotect);
 static bool acting = false;
 static int64 acting_patron = 0;
 
+/*
+ * What the identity was before a subtransaction first changed it, so that
+ * ROLLBACK TO SAVEPOINT takes back an assertion made after the savepoint.
+ * One entry per subtransaction that changed it, innermost last; in
+ * TopTransactionContext, so it goes with the transaction.
+ */
+typedef struct SavedIdentity
+{
+	SubTransactionId subid;
+	bool		acting;
+	int64		patron;
+} SavedIdentity;
+
+static SavedIdentity *saved = NULL;
+static int	nsaved = 0;
+static int	maxsaved = 0;
+
 /* Forget the asserted patron: called when a transaction ends. */
 void
 access_reset(void)
 {
 	acting = false;
 	acting_patron = 0;
+	saved = NULL;				/* went with TopTransactionContext */
+	nsaved = maxsaved = 0;
+}
+
+/*
+ * A subtransaction ends.  Aborted: the identity it set is taken back.
+ * Committed: what it saved becomes its parent's, unless the parent had
+ * already saved an older value.
+ */
+void
+access_subxact_end(bool commit, SubTransactionId mySubid, SubTransactionId parentSubid)
+{
+	if (nsaved == 0 || saved[nsaved - 1].subid != mySubid)
+		return;
+	if (!commit)
+	{
+		acting = saved[nsaved - 1].acting;
+		acting_patron = saved[nsaved - 1].patron;
+		nsaved--;
+	}
+	else if ((nsaved >= 2 && saved[nsaved - 2].subid == parentSubid) ||
+			 parentSubid == TopSubTransactionId)
+		nsaved--;				/* the parent keeps the older value, or needs none */
+	else
+		saved[nsaved - 1].subid = parentSubid;
+}
+
+/* Set the identity, remembering the old one for ROLLBACK TO SAVEPOINT. */
+static void
+set_identity(bool on, int64 patron)
+{
+	SubTransactionId subid = GetCurrentSubTransactionId();
+
+	if (subid != TopSubTransactionId &&
+		(nsaved == 0 || saved[nsaved - 1].subid != subid))
+	{
+		if (nsaved == maxsaved)
+		{
+			int			newmax = maxsaved ? maxsaved * 2 : 4;
+
+			saved = saved ?
+				repalloc(saved, sizeof(SavedIdentity) * newmax) :
+				MemoryContextAlloc(TopTransactionContext, sizeof(SavedIdentity) * newmax);
+			maxsaved = newmax;
+		}
+		saved[nsaved].subid = subid;
+		saved[nsaved].acting = acting;
+		saved[nsaved].patron = acting_patron;
+		nsaved++;
+	}
+	acting = on;
+	acting_patron = patron;
 }
 
 /* The asserted patron, or false. */
@@ -93,6 +161,10 @@ acting_for(int64 *patron)
  * not: row-level security does not apply to them, and they hold the
  * privileges of every role.  The caller is connected to SPI.
  */
+static Oid	facing_cache_user = InvalidOid;
+static LocalTransactionId facing_cache_lxid = InvalidLocalTransactionId;
+static bool facing_cache_result = false;
+
 bool
 session_is_patron_facing(void)
 {
@@ -100,6 +172,9 @@ session_is_patron_facing(void)
 	OwnerContext oc;
 	bool		result = false;
 
+	/* the answer for a user is kept for the rest of the transaction */
+	if (me == facing_cache_user && MyProc->lxid == facing_cache_lxid)
+		return facing_cache_result;
 	if (superuser_arg(me) || has_bypassrls_privilege(me))
 		return false;
 
@@ -116,7 +191,17 @@ session_is_patron_facing(void)
 
 		result = has_privs_of_role(me, role);
 	}
+	facing_cache_user = me;
+	facing_cache_lxid = MyProc->lxid;
+	facing_cache_result = result;
 	return result;
+}
+
+/* The registry changed: ask again. */
+void
+forget_patron_facing_cache(void)
+{
+	facing_cache_lxid = InvalidLocalTransactionId;
 }
 
 /* Fail unless the patron has an account; the caller runs as owner, in SPI. */
@@ -146,8 +231,7 @@ assert_patron(int64 patron)
 	require_account(patron);
 	SPI_finish();
 	restore_user(&oc);
-	acting = true;
-	acting_patron = patron;
+	set_identity(true, patron);
 }
 
 /* act_as(bigint): assert the patron, for roles granted this function. */
@@ -288,6 +372,33 @@ token_number(const char *s, size_t len, int64 *out)
 	return true;
 }
 
+/*
+ * Refuse a token that the client wrote into the text of its query.  Every
+ * session of the catalogue's role can read that text in pg_stat_activity,
+ * while the query runs and afterwards as the connection's last query, and
+ * could act as the patron with it.  A token passed as a bind parameter
+ * (extended query protocol) appears there only as $1.  The check is made
+ * before the token is verified, so it tells nothing about the token.
+ */
+static void
+refuse_token_in_query_text(const char *token)
+{
+	const char *mac = strrchr(token, '.');
+
+	/* too short to be a token, or to be found by chance: verification says no */
+	if (debug_query_string == NULL || strlen(token) < 16)
+		return;
+	if (strstr(debug_query_string, token) != NULL ||
+		(mac != NULL && strlen(mac + 1) >= 16 && strstr(debug_query_string, mac + 1) != NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("a patron token must be passed as a bind parameter, not in the text of the query"),
+				 errdetail("The text of a query can be read by other sessions of the same role in pg_stat_activity."),
+				 errhint("Send SELECT patron_group.act_as_token($1) with the token as the parameter value "
+						 "(the extended query protocol, as libpq's PQexecParams or a driver's placeholders do), "
+						 "and treat this token as disclosed.")));
+}
+
 /* act_as_token(text): verify a token and act for its patron. */
 Datum
 pg_act_as_token(PG_FUNCTION_ARGS)
@@ -304,6 +415,7 @@ pg_act_as_token(PG_FUNCTION_ARGS)
 
 	require_arg(fcinfo, 0, "token");
 	token = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	refuse_token_in_query_text(token);
 
 	/* pg1.<patron>.<expires>.<64 hex digits>, nothing else */
 	dot1 = strchr(token, '.');
@@ -370,16 +482,13 @@ pg_current_patron(PG_FUNCTION_ARGS)
 static const char *
 consent_condition(const char *kind)
 {
-	if (strcmp(kind, "patrons") == 0)
-		return "true";
-	if (strcmp(kind, "cards") == 0)
+	/* a lead sees members' names through group_members(), never their rows */
+	if (strcmp(kind, "patrons") == 0 || strcmp(kind, "cards") == 0)
 		return "false";
 	if (strcmp(kind, "circulations") == 0)
-		return "m.share_circulations AND (m.share_circulations_until IS NULL "
-			"OR m.share_circulations_until OPERATOR(pg_catalog.>) pg_catalog.now())";
+		return CONSENT_IN_FORCE("m", "circulations");
 	if (strcmp(kind, "bills") == 0)
-		return "m.share_bills AND (m.share_bills_until IS NULL "
-			"OR m.share_bills_until OPERATOR(pg_catalog.>) pg_catalog.now())";
+		return CONSENT_IN_FORCE("m", "bills");
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("kind must be patrons, cards, circulations or bills, not \"%s\"", kind)));
@@ -507,327 +616,6 @@ pg_set_consent(PG_FUNCTION_ARGS)
 		elog(ERROR, "could not update consent");
 	history_context_clear();
 	restore_user(&oc);
-	SPI_finish();
-	PG_RETURN_VOID();
-}
-
-/* Run a statement through SPI, failing loudly. */
-static void
-spi_exec(const char *sql)
-{
-	if (SPI_execute(sql, false, 0) < 0)
-		elog(ERROR, "SPI_execute failed: %s", sql);
-}
-
-/* The registered patron-facing roles, quoted and comma-separated, or NULL. */
-static char *
-patron_facing_list(void)
-{
-	StringInfoData list;
-
-	if (SPI_execute("SELECT pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(role_name::pg_catalog.oid)) "
-					"FROM " PG_SCHEMA ".patron_facing_roles ORDER BY 1", false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read patron_group.patron_facing_roles");
-	if (SPI_processed == 0)
-		return NULL;
-	initStringInfo(&list);
-	for (uint64 r = 0; r < SPI_processed; r++)
-		appendStringInfo(&list, "%s%s", r ? ", " : "",
-						 SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1));
-	return list.data;
-}
-
-static const char *const policy_names[] = {"patron_group_everyone", "patron_group_patron_read",
-	"patron_group_patron_insert", "patron_group_patron_update", "patron_group_patron_delete"};
-
-/* Drop the policies protect() made on a table. */
-static void
-drop_policies(Oid relid)
-{
-	char	   *relname = qualified_relname(relid);
-
-	for (size_t i = 0; i < lengthof(policy_names); i++)
-	{
-		if (SPI_execute_with_args("SELECT FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) $1 "
-								  "AND polname OPERATOR(pg_catalog.=) $2",
-								  2, (Oid[]) {OIDOID, NAMEOID},
-								  (Datum[]) {ObjectIdGetDatum(relid),
-							  DirectFunctionCall1(namein, CStringGetDatum(policy_names[i]))},
-								  NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not read pg_policy");
-		if (SPI_processed > 0)
-			spi_exec(psprintf("DROP POLICY %s ON %s", policy_names[i], relname));
-	}
-}
-
-/* (Re)create the policies of a protected table for the registered roles. */
-static void
-create_policies(Oid relid, const char *kind, const char *column, Oid via,
-				const char *via_id, const char *via_patron)
-{
-	char	   *relname = qualified_relname(relid);
-	char	   *roles;
-	char	   *pred;
-	const char *visible_kind = strcmp(kind, "money") == 0 ? "bills" : kind;
-
-	if (via)
-		pred = psprintf("%s OPERATOR(pg_catalog.=) ANY ((SELECT pg_catalog.array_agg(v.%s) FROM %s v "
-						"WHERE v.%s OPERATOR(pg_catalog.=) ANY ((SELECT " PG_SCHEMA ".visible_patrons('%s'))::pg_catalog.int8[]))"
-						"::pg_catalog.int8[])",
-						quote_identifier(column), quote_identifier(via_id), qualified_relname(via),
-						quote_identifier(via_patron), visible_kind);
-	else
-		pred = psprintf("%s OPERATOR(pg_catalog.=) ANY ((SELECT " PG_SCHEMA ".visible_patrons('%s'))::pg_catalog.int8[])",
-						quote_identifier(column), visible_kind);
-
-	drop_policies(relid);
-	spi_exec(psprintf("CREATE POLICY patron_group_everyone ON %s AS PERMISSIVE FOR ALL TO PUBLIC "
-					  "USING (true) WITH CHECK (true)", relname));
-	roles = patron_facing_list();
-	if (roles == NULL)
-		return;
-	spi_exec(psprintf("CREATE POLICY patron_group_patron_read ON %s AS RESTRICTIVE FOR SELECT TO %s "
-					  "USING (%s)", relname, roles, pred));
-	spi_exec(psprintf("CREATE POLICY patron_group_patron_insert ON %s AS RESTRICTIVE FOR INSERT TO %s "
-					  "WITH CHECK (false)", relname, roles));
-	spi_exec(psprintf("CREATE POLICY patron_group_patron_update ON %s AS RESTRICTIVE FOR UPDATE TO %s "
-					  "USING (false) WITH CHECK (false)", relname, roles));
-	spi_exec(psprintf("CREATE POLICY patron_group_patron_delete ON %s AS RESTRICTIVE FOR DELETE TO %s "
-					  "USING (false)", relname, roles));
-}
-
-#define PROTECT_COLUMNS \
-	"relid::pg_catalog.oid, kind, COALESCE(id_column, patron_column), " \
-	"via_relid::pg_catalog.oid, via_id_column, via_patron_column"
-
-/*
- * Recreate the policies of the protected tables named by the current SPI
- * result.  The result stays valid while create_policies() runs SPI itself:
- * SPI frees result tables only when the procedure ends.
- */
-static void
-policies_from_result(void)
-{
-	SPITupleTable *tt = SPI_tuptable;
-	uint64		n = SPI_processed;
-
-	for (uint64 r = 0; r < n; r++)
-	{
-		bool		isnull;
-		Oid			relid = DatumGetObjectId(SPI_getbinval(tt->vals[r], tt->tupdesc, 1, &isnull));
-		Datum		via = SPI_getbinval(tt->vals[r], tt->tupdesc, 4, &isnull);
-
-		create_policies(relid, SPI_getvalue(tt->vals[r], tt->tupdesc, 2),
-						SPI_getvalue(tt->vals[r], tt->tupdesc, 3),
-						isnull ? InvalidOid : DatumGetObjectId(via),
-						SPI_getvalue(tt->vals[r], tt->tupdesc, 5),
-						SPI_getvalue(tt->vals[r], tt->tupdesc, 6));
-	}
-}
-
-/* Recreate the policies of every protected table (the roles changed). */
-static void
-refresh_all_policies(void)
-{
-	if (SPI_execute("SELECT " PROTECT_COLUMNS " FROM " PG_SCHEMA ".attachments WHERE protected",
-					false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read patron_group.attachments");
-	policies_from_result();
-}
-
-/* Refuse a role that would see everything anyway, or that owns an attached table. */
-static void
-check_patron_facing_role(Oid role)
-{
-	HeapTuple	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(role));
-	Form_pg_authid authid;
-	bool		unsafe;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for role %u", role);
-	authid = (Form_pg_authid) GETSTRUCT(tup);
-	unsafe = authid->rolsuper || authid->rolbypassrls;
-	ReleaseSysCache(tup);
-	if (unsafe)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_GRANT_OPERATION),
-				 errmsg("role \"%s\" bypasses row-level security and cannot be patron-facing",
-						GetUserNameFromId(role, false)),
-				 errhint("Use a role without SUPERUSER and BYPASSRLS for the patron-facing application.")));
-	if (SPI_execute_with_args("SELECT c.relname FROM " PG_SCHEMA ".attachments a "
-							  "JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.relid "
-							  "WHERE pg_catalog.pg_has_role($1, c.relowner, 'USAGE')",
-							  1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(role)}, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read pg_class");
-	if (SPI_processed > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_GRANT_OPERATION),
-				 errmsg("role \"%s\" owns attached table \"%s\" and would bypass its row-level security",
-						GetUserNameFromId(role, false),
-						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
-				 errhint("Let another role own the library system's tables.")));
-}
-
-/* Grant or revoke what a patron-facing role needs of the extension. */
-static void
-patron_facing_grants(Oid role, bool give)
-{
-	char	   *name = (char *) quote_identifier(GetUserNameFromId(role, false));
-
-	spi_exec(psprintf("%s EXECUTE ON FUNCTION " PG_SCHEMA ".group_members(bigint), "
-					  PG_SCHEMA ".set_consent(bigint, text, boolean, timestamptz, text) %s %s",
-					  give ? "GRANT" : "REVOKE", give ? "TO" : "FROM", name));
-}
-
-/* register_patron_facing(regrole). */
-Datum
-pg_register_patron_facing(PG_FUNCTION_ARGS)
-{
-	Oid			role;
-	OwnerContext oc;
-
-	require_arg(fcinfo, 0, "role_name");
-	role = PG_GETARG_OID(0);
-	SPI_connect();
-	check_patron_facing_role(role);
-	become_extension_owner(&oc);
-	if (SPI_execute_with_args("INSERT INTO " PG_SCHEMA ".patron_facing_roles (role_name) VALUES ($1) "
-							  "ON CONFLICT DO NOTHING", 1, (Oid[]) {OIDOID},
-							  (Datum[]) {ObjectIdGetDatum(role)}, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not register the role");
-	restore_user(&oc);
-	patron_facing_grants(role, true);
-	refresh_all_policies();
-	SPI_finish();
-	PG_RETURN_VOID();
-}
-
-/* unregister_patron_facing(regrole). */
-Datum
-pg_unregister_patron_facing(PG_FUNCTION_ARGS)
-{
-	Oid			role;
-	OwnerContext oc;
-
-	require_arg(fcinfo, 0, "role_name");
-	role = PG_GETARG_OID(0);
-	SPI_connect();
-	become_extension_owner(&oc);
-	if (SPI_execute_with_args("DELETE FROM " PG_SCHEMA ".patron_facing_roles WHERE role_name OPERATOR(pg_catalog.=) $1",
-							  1, (Oid[]) {REGROLEOID}, (Datum[]) {ObjectIdGetDatum(role)}, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not unregister the role");
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("role \"%s\" is not patron-facing", GetUserNameFromId(role, false))));
-	restore_user(&oc);
-	patron_facing_grants(role, false);
-	refresh_all_policies();
-	SPI_finish();
-	PG_RETURN_VOID();
-}
-
-/* Set an attachment's protected flag; returns false if the table is not attached. */
-static bool
-set_protected(Oid relid, bool on, bool *was)
-{
-	OwnerContext oc;
-	bool		isnull;
-
-	if (SPI_execute_with_args("SELECT protected FROM " PG_SCHEMA ".attachments WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
-							  1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(relid)}, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read patron_group.attachments");
-	if (SPI_processed == 0)
-		return false;
-	*was = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	become_extension_owner(&oc);
-	if (SPI_execute_with_args("UPDATE " PG_SCHEMA ".attachments SET protected = $2 WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
-							  2, (Oid[]) {OIDOID, BOOLOID},
-							  (Datum[]) {ObjectIdGetDatum(relid), BoolGetDatum(on)}, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not update patron_group.attachments");
-	restore_user(&oc);
-	return true;
-}
-
-/* The owner of a relation. */
-static Oid
-relation_owner(Oid relid)
-{
-	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
-/* protect(regclass). */
-Datum
-pg_protect(PG_FUNCTION_ARGS)
-{
-	Oid			relid;
-	bool		was;
-
-	require_arg(fcinfo, 0, "attached_table");
-	relid = PG_GETARG_OID(0);
-	SPI_connect();
-	if (!set_protected(relid, true, &was))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("table \"%s\" is not attached", get_rel_name(relid)),
-				 errhint("Only attached tables can be protected.")));
-	if (was)
-		ereport(ERROR,
-				(errcode(ERRCODE_DUPLICATE_OBJECT),
-				 errmsg("table \"%s\" is already protected", get_rel_name(relid))));
-	{
-		Oid			owner = relation_owner(relid);
-
-		if (SPI_execute_with_args("SELECT FROM " PG_SCHEMA ".patron_facing_roles r "
-								  "WHERE pg_catalog.pg_has_role(r.role_name::pg_catalog.oid, $1, 'USAGE')",
-								  1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(owner)}, NULL, true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not read patron_group.patron_facing_roles");
-		if (SPI_processed > 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_GRANT_OPERATION),
-					 errmsg("table \"%s\" is owned by a patron-facing role, which would bypass its row-level security",
-							get_rel_name(relid)),
-					 errhint("Let another role own the library system's tables.")));
-	}
-	spi_exec(psprintf("ALTER TABLE %s ENABLE ROW LEVEL SECURITY", qualified_relname(relid)));
-	if (SPI_execute_with_args("SELECT " PROTECT_COLUMNS " FROM " PG_SCHEMA ".attachments WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
-							  1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(relid)}, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read patron_group.attachments");
-	policies_from_result();
-	SPI_finish();
-	PG_RETURN_VOID();
-}
-
-/* unprotect(regclass). */
-Datum
-pg_unprotect(PG_FUNCTION_ARGS)
-{
-	Oid			relid;
-	bool		was;
-	char	   *relname;
-
-	require_arg(fcinfo, 0, "attached_table");
-	relid = PG_GETARG_OID(0);
-	SPI_connect();
-	if (!set_protected(relid, false, &was) || !was)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("table \"%s\" is not protected", get_rel_name(relid))));
-	relname = qualified_relname(relid);
-	drop_policies(relid);
-	/* leave row-level security on if the library system has policies of its own */
-	if (SPI_execute_with_args("SELECT FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) $1",
-							  1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(relid)}, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read pg_policy");
-	if (SPI_processed == 0)
-		spi_exec(psprintf("ALTER TABLE %s DISABLE ROW LEVEL SECURITY", relname));
 	SPI_finish();
 	PG_RETURN_VOID();
 }

@@ -158,6 +158,10 @@ pg_patrons_trigger(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
+static void insert_history(const char *action, bool patron_null, int64 patron, bool from_null,
+						   int64 from, bool to_null, int64 to, const char *reason,
+						   const char *detail);
+
 static SPIPlanPtr group_adjust_plan;
 static SPIPlanPtr group_drop_plan;
 static SPIPlanPtr history_plan;
@@ -249,6 +253,29 @@ void
 record_history_reason(const char *action, int64 patron, bool from_null, int64 from,
 					  bool to_null, int64 to, const char *reason, const char *detail)
 {
+	insert_history(action, false, patron, from_null, from, to_null, to, reason, detail);
+}
+
+/*
+ * Append one history row about a group rather than a patron (its limits):
+ * the group in to_group, NULL for the default that applies to every group.
+ */
+void
+record_group_event(const char *action, bool group_null, int64 group, const char *reason,
+				   const char *detail)
+{
+	insert_history(action, true, 0, true, 0, group_null, group, reason, detail);
+}
+
+/*
+ * The one writer of history rows: the role that made the change (the
+ * session's role, whatever SECURITY DEFINER function is running), the
+ * library system's user, and what happened.
+ */
+static void
+insert_history(const char *action, bool patron_null, int64 patron, bool from_null, int64 from,
+			   bool to_null, int64 to, const char *reason, const char *detail)
+{
 	Oid			types[8] = {NAMEOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID};
 	Datum		values[8];
 	char		nulls[8] = "        ";
@@ -262,6 +289,8 @@ record_history_reason(const char *action, int64 patron, bool from_null, int64 fr
 		nulls[1] = 'n';
 	values[2] = CStringGetTextDatum(action);
 	values[3] = Int64GetDatum(patron);
+	if (patron_null)
+		nulls[3] = 'n';
 	values[4] = Int64GetDatum(from);
 	if (from_null)
 		nulls[4] = 'n';
@@ -369,6 +398,7 @@ pg_accounts_trigger(PG_FUNCTION_ARGS)
 	bool		old_lead = false,
 				new_lead = false;
 	const char *action;
+	OwnerContext oc;
 
 	if (!TRIGGER_FIRED_AFTER(ev) || !TRIGGER_FIRED_FOR_ROW(ev))
 		ereport(ERROR,
@@ -413,6 +443,7 @@ pg_accounts_trigger(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);
 
 	SPI_connect();
+	become_extension_owner(&oc);
 	if (old_null != new_null || old_group != new_group)
 	{
 		AccountTotals old_totals;
@@ -453,6 +484,7 @@ pg_accounts_trigger(PG_FUNCTION_ARGS)
 					   false, old_group, false, new_group, NULL);
 	}
 	consent_history(td, oldtup, newtup, patron, old_null, old_group, new_null, new_group);
+	restore_user(&oc);
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }

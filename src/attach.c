@@ -14,6 +14,7 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
+#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
@@ -80,6 +81,21 @@ spi_name_list(int col, bool quote)
 	return result;
 }
 
+/* The qualified name of a mapping view (an oid column of the current SPI row). */
+static char *
+spi_mapping(int col, Oid relid)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
+
+	if (isnull || get_rel_name(DatumGetObjectId(d)) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the mapping view of \"%s\" is missing", get_rel_name(relid)),
+				 errhint("Detach the table with patron_group.detach() and attach it again.")));
+	return qualified_relname(DatumGetObjectId(d));
+}
+
 /*
  * Read the patron (and card) mapping from patron_group.attachments.  The
  * caller has connected to SPI.  Returns NULL when no patron table is attached
@@ -91,8 +107,9 @@ load_patron_map(bool missing_ok)
 	PatronMap  *map;
 	char	   *s;
 
+	(void) extension_owner();	/* refuses a schema this library cannot read */
 	if (SPI_execute("SELECT relid::pg_catalog.oid, id_column, barcode_column, "
-					"name_columns, clone_columns FROM " PG_SCHEMA ".attachments "
+					"name_columns, clone_columns, mapping::pg_catalog.oid FROM " PG_SCHEMA ".attachments "
 					"WHERE kind OPERATOR(pg_catalog.=) 'patrons'", true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read patron_group.attachments");
 	if (SPI_processed == 0)
@@ -113,8 +130,9 @@ load_patron_map(bool missing_ok)
 	map->barcode_column = s ? (char *) quote_identifier(s) : NULL;
 	map->name_columns = spi_name_list(4, true);
 	map->clone_columns = spi_name_list(5, false);
+	map->mapping = spi_mapping(6, map->relid);
 
-	if (SPI_execute("SELECT relid::pg_catalog.oid, patron_column, barcode_column, condition "
+	if (SPI_execute("SELECT relid::pg_catalog.oid, patron_column, barcode_column, mapping::pg_catalog.oid "
 					"FROM " PG_SCHEMA ".attachments "
 					"WHERE kind OPERATOR(pg_catalog.=) 'cards'", true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read patron_group.attachments");
@@ -125,47 +143,24 @@ load_patron_map(bool missing_ok)
 		map->card_relname = qualified_relname(map->card_relid);
 		map->card_patron_column = (char *) quote_identifier(spi_text(2));
 		map->card_barcode_column = (char *) quote_identifier(spi_text(3));
-		map->card_condition = spi_text(4);
+		map->card_mapping = spi_mapping(4, map->card_relid);
 	}
 	return map;
 }
 
-/* SQL for a patron's display name, "Family, Given Middle", over alias. */
-char *
-display_name_sql(PatronMap *map, const char *alias)
-{
-	StringInfoData sql;
-	ListCell   *lc;
-
-	initStringInfo(&sql);
-	if (map->name_columns == NIL)
-		appendStringInfo(&sql, "%s.%s::pg_catalog.text", alias, map->id_column);
-	else if (list_length(map->name_columns) == 1)
-		appendStringInfo(&sql, "%s.%s::pg_catalog.text", alias,
-						 (char *) linitial(map->name_columns));
-	else
-	{
-		appendStringInfo(&sql, "pg_catalog.concat_ws(', ', %s.%s, NULLIF(pg_catalog.concat_ws(' '",
-						 alias, (char *) linitial(map->name_columns));
-		for_each_from(lc, map->name_columns, 1)
-			appendStringInfo(&sql, ", %s.%s", alias, (char *) lfirst(lc));
-		appendStringInfoString(&sql, "), ''))");
-	}
-	return sql.data;
-}
-
-/* SQL for a patron's barcode over alias: the patron's own, or an active card's. */
+/*
+ * SQL for a patron's barcode, over alias, a row of the patron mapping view:
+ * the patron's own, or an active card's.
+ */
 char *
 barcode_sql(PatronMap *map, const char *alias)
 {
 	if (map->barcode_column)
-		return psprintf("%s.%s::pg_catalog.text", alias, map->barcode_column);
-	if (map->card_relname)
-		return psprintf("(SELECT pg_catalog.max(%s.%s::pg_catalog.text) FROM %s "
-						"WHERE %s.%s OPERATOR(pg_catalog.=) %s.%s AND (%s))",
-						map->card_relname, map->card_barcode_column, map->card_relname,
-						map->card_relname, map->card_patron_column, alias, map->id_column,
-						map->card_condition ? map->card_condition : "true");
+		return psprintf("%s.barcode::pg_catalog.text", alias);
+	if (map->card_mapping)
+		return psprintf("(SELECT pg_catalog.max(c.barcode::pg_catalog.text) FROM %s c "
+						"WHERE c.patron_id OPERATOR(pg_catalog.=) %s.patron_id AND c.is_active)",
+						map->card_mapping, alias);
 	return "NULL::pg_catalog.text";
 }
 
@@ -373,37 +368,34 @@ create_barcode_index(Oid relid, const char *column)
 	return get_relname_relid(name, nsp);
 }
 
-/* Everything an attachment row records; NULL pointers are stored as NULL. */
+/*
+ * Everything an attachment row records, besides its mapping; NULL pointers
+ * are stored as NULL.
+ */
 typedef struct AttachmentRow
 {
-	Oid			relid;
-	const char *kind;
-	const char *id_column;
-	const char *patron_column;
-	const char *barcode_column;
+	MappingSpec spec;			/* kind, table, columns and conditions */
 	Datum		name_columns;	/* name[] or 0 */
 	Datum		clone_columns;	/* name[] or 0 */
-	const char *condition;
-	const char *due_column;
-	const char *lost_condition;
-	const char *money_kind;
-	const char *amount_column;
 	Oid			via_relid;
 	const char *via_id_column;
 	const char *via_patron_column;
 	Oid			barcode_index;
 } AttachmentRow;
 
-/* Record an attachment row (as the extension owner). */
+/*
+ * Make the mapping view of an attachment and record the attachment (as the
+ * extension owner).
+ */
 static void
 record_attachment(AttachmentRow *a)
 {
 	Oid			argtypes[15] = {OIDOID, TEXTOID, NAMEOID, NAMEOID, NAMEOID,
-		NAMEARRAYOID, NAMEARRAYOID, TEXTOID, NAMEOID, TEXTOID, TEXTOID, NAMEOID,
-	OIDOID, NAMEOID, NAMEOID};
+		NAMEARRAYOID, NAMEARRAYOID, NAMEOID, TEXTOID, NAMEOID,
+	OIDOID, NAMEOID, NAMEOID, TEXTOID, OIDOID};
 	Datum		values[15];
 	char		nulls[16] = "               ";
-	char	   *index_literal;
+	MappingSpec *m = &a->spec;
 	OwnerContext oc;
 
 #define NAME_OR_NULL(i, s) \
@@ -414,38 +406,31 @@ record_attachment(AttachmentRow *a)
 #define DATUM_OR_NULL(i, d) \
 	do { values[i] = (d); if ((d) == (Datum) 0) nulls[i] = 'n'; } while (0)
 
-	values[0] = ObjectIdGetDatum(a->relid);
-	values[1] = CStringGetTextDatum(a->kind);
-	NAME_OR_NULL(2, a->id_column);
-	NAME_OR_NULL(3, a->patron_column);
-	NAME_OR_NULL(4, a->barcode_column);
+	m->via = OidIsValid(a->via_relid);
+	values[0] = ObjectIdGetDatum(m->relid);
+	values[1] = CStringGetTextDatum(mapping_kind_name(m->kind));
+	NAME_OR_NULL(2, m->id_column);
+	NAME_OR_NULL(3, m->patron_column);
+	NAME_OR_NULL(4, m->barcode_column);
 	DATUM_OR_NULL(5, a->name_columns);
 	DATUM_OR_NULL(6, a->clone_columns);
-	TEXT_OR_NULL(7, a->condition);
-	NAME_OR_NULL(8, a->due_column);
-	TEXT_OR_NULL(9, a->lost_condition);
-	TEXT_OR_NULL(10, a->money_kind);
-	NAME_OR_NULL(11, a->amount_column);
-	DATUM_OR_NULL(12, ObjectIdGetDatum(a->via_relid));
-	NAME_OR_NULL(13, a->via_id_column);
-	NAME_OR_NULL(14, a->via_patron_column);
-
-	/*
-	 * The index is recorded by its qualified name, as a literal: the column
-	 * is text since 1.1 (an index is restored after the table's data, so a
-	 * regclass could not be loaded by pg_restore) and regclass in 1.0; an
-	 * untyped literal suits both until ALTER EXTENSION UPDATE has run.
-	 */
-	index_literal = OidIsValid(a->barcode_index) ?
-		quote_literal_cstr(qualified_relname(a->barcode_index)) : "NULL";
+	NAME_OR_NULL(7, m->due_column);
+	TEXT_OR_NULL(8, m->money_kind);
+	NAME_OR_NULL(9, m->amount_column);
+	DATUM_OR_NULL(10, ObjectIdGetDatum(a->via_relid));
+	NAME_OR_NULL(11, a->via_id_column);
+	NAME_OR_NULL(12, a->via_patron_column);
+	/* by name: an index is restored after the table's data, a regclass could not be */
+	TEXT_OR_NULL(13, OidIsValid(a->barcode_index) ? qualified_relname(a->barcode_index) : NULL);
+	values[14] = ObjectIdGetDatum(create_mapping_view(m));
 
 	become_extension_owner(&oc);
-	if (SPI_execute_with_args(psprintf("INSERT INTO " PG_SCHEMA ".attachments (relid, kind, id_column, "
-									   "patron_column, barcode_column, name_columns, clone_columns, "
-									   "condition, due_column, lost_condition, money_kind, amount_column, "
-									   "via_relid, via_id_column, via_patron_column, barcode_index) "
-									   "VALUES ($1::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
-									   "$11, $12, $13::pg_catalog.regclass, $14, $15, %s)", index_literal),
+	if (SPI_execute_with_args("INSERT INTO " PG_SCHEMA ".attachments (relid, kind, id_column, "
+							  "patron_column, barcode_column, name_columns, clone_columns, "
+							  "due_column, money_kind, amount_column, "
+							  "via_relid, via_id_column, via_patron_column, barcode_index, mapping) "
+							  "VALUES ($1::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
+							  "$11::pg_catalog.regclass, $12, $13, $14, $15::pg_catalog.regclass)",
 							  15, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record the attachment");
 	restore_user(&oc);
@@ -460,6 +445,7 @@ pg_attach_patrons(PG_FUNCTION_ARGS)
 	char	   *barcode_column = NULL;
 	char	   *relname;
 	Datum		name_columns = (Datum) 0;
+	List	   *name_list = NIL;
 	Datum		clone_columns;
 	Oid			index = InvalidOid;
 	OwnerContext oc;
@@ -487,7 +473,10 @@ pg_attach_patrons(PG_FUNCTION_ARGS)
 		deconstruct_array(DatumGetArrayTypeP(name_columns), NAMEOID, NAMEDATALEN,
 						  false, TYPALIGN_CHAR, &elems, NULL, &n);
 		for (int i = 0; i < n; i++)
+		{
 			check_column(relid, NameStr(*DatumGetName(elems[i])), "name column");
+			name_list = lappend(name_list, pstrdup(NameStr(*DatumGetName(elems[i]))));
+		}
 	}
 	deconstruct_array(DatumGetArrayTypeP(clone_columns), NAMEOID, NAMEDATALEN,
 					  false, TYPALIGN_CHAR, &elems, NULL, &n);
@@ -531,9 +520,10 @@ pg_attach_patrons(PG_FUNCTION_ARGS)
 					  relname, quote_literal_cstr(id_column)));
 
 	{
-		AttachmentRow a = {.relid = relid,.kind = "patrons",.id_column = id_column,
-			.barcode_column = barcode_column,.name_columns = name_columns,
-		.clone_columns = clone_columns,.barcode_index = index};
+		AttachmentRow a = {.spec = {.kind = MAP_PATRONS,.relid = relid,.id_column = id_column,
+			.barcode_column = barcode_column,.name_columns = name_list},
+			.name_columns = name_columns,.clone_columns = clone_columns,
+		.barcode_index = index};
 
 		record_attachment(&a);
 	}
@@ -578,8 +568,8 @@ pg_attach_cards(PG_FUNCTION_ARGS)
 
 	index = create_barcode_index(relid, barcode_column);
 	{
-		AttachmentRow a = {.relid = relid,.kind = "cards",.patron_column = patron_column,
-			.barcode_column = barcode_column,.condition = condition,
+		AttachmentRow a = {.spec = {.kind = MAP_CARDS,.relid = relid,.patron_column = patron_column,
+			.barcode_column = barcode_column,.condition = condition},
 		.barcode_index = index};
 
 		record_attachment(&a);
@@ -628,6 +618,15 @@ pg_detach(PG_FUNCTION_ARGS)
 	 * it: only the attachment is left to forget, and its share of the totals.
 	 */
 	dropped = get_rel_name(relid) == NULL;
+
+	/* a protected table is unprotected first, as unprotect() does */
+	{
+		bool		was;
+		List	   *released = protected_by(relid);
+
+		if (set_protected(relid, false, &was) && was)
+			sync_protection_for(true, released);
+	}
 	if (strcmp(kind, "patrons") == 0 && !dropped)
 	{
 		if (SPI_execute("SELECT relid FROM " PG_SCHEMA ".attachments "
@@ -699,9 +698,17 @@ pg_detach(PG_FUNCTION_ARGS)
 	become_extension_owner(&oc);
 	history_context_set(NULL, dropped ? "attached table dropped" : "patron table detached");
 	if (SPI_execute_with_args("DELETE FROM " PG_SCHEMA ".attachments "
-							  "WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
-							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
+							  "WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1 "
+							  "RETURNING mapping::pg_catalog.oid",
+							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
 		elog(ERROR, "could not delete the attachment");
+	if (SPI_processed == 1)
+	{
+		Datum		mapping = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			drop_mapping_view(DatumGetObjectId(mapping));
+	}
 	if (strcmp(kind, "patrons") == 0)
 	{
 		spi_exec("DELETE FROM " PG_SCHEMA ".accounts");
@@ -859,9 +866,9 @@ pg_attach_circulations(PG_FUNCTION_ARGS)
 					   "Overdue counts and member lists look up loans by patron.");
 	create_totals_triggers(relname);
 	{
-		AttachmentRow a = {.relid = relid,.kind = "circulations",
+		AttachmentRow a = {.spec = {.kind = MAP_CIRCULATIONS,.relid = relid,
 			.patron_column = patron_column,.due_column = due_column,
-		.condition = open_when,.lost_condition = lost_when};
+		.condition = open_when,.lost_condition = lost_when}};
 
 		finish_totals_attach(&a);
 	}
@@ -938,12 +945,132 @@ pg_attach_money(PG_FUNCTION_ARGS)
 						  "EXECUTE FUNCTION " PG_SCHEMA ".via_trigger()", via_triggers[2], vname));
 	}
 	{
-		AttachmentRow a = {.relid = relid,.kind = "money",.patron_column = patron_column,
-			.condition = counts_when,.money_kind = kind,.amount_column = amount_column,
+		AttachmentRow a = {.spec = {.kind = MAP_MONEY,.relid = relid,.patron_column = patron_column,
+			.condition = counts_when,.money_kind = kind,.amount_column = amount_column},
 		.via_relid = via,.via_id_column = via_id,.via_patron_column = via_patron};
 
 		finish_totals_attach(&a);
 	}
 	SPI_finish();
 	PG_RETURN_VOID();
+}
+
+/*
+ * The mapping view of a table attached by a version before 1.2, which kept
+ * its conditions as text in patron_group.attachments: made from that row
+ * (the caller is connected to SPI).  The text is parsed once, with
+ * search_path pinned to pg_catalog, pg_temp, as those versions deparsed it.
+ * InvalidOid when the table no longer exists.
+ */
+static Oid
+mapping_from_old_row(Oid relid, const char *condition, const char *lost_condition)
+{
+	MappingSpec m;
+	SPITupleTable *tt;
+	HeapTuple	row;
+	char	   *kind;
+
+	if (SPI_execute_with_args("SELECT kind, id_column, patron_column, barcode_column, name_columns, "
+							  "due_column, money_kind, amount_column, via_relid "
+							  "FROM " PG_SCHEMA ".attachments WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
+							  1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(relid)},
+							  NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "table %u is not attached", relid);
+	if (get_rel_name(relid) == NULL)
+		return InvalidOid;		/* dropped by the library system; health() says so */
+	tt = SPI_tuptable;
+	row = tt->vals[0];
+	memset(&m, 0, sizeof(m));
+	m.relid = relid;
+	kind = SPI_getvalue(row, tt->tupdesc, 1);
+	m.kind = strcmp(kind, "patrons") == 0 ? MAP_PATRONS : strcmp(kind, "cards") == 0 ? MAP_CARDS :
+		strcmp(kind, "circulations") == 0 ? MAP_CIRCULATIONS : MAP_MONEY;
+	m.id_column = SPI_getvalue(row, tt->tupdesc, 2);
+	m.patron_column = SPI_getvalue(row, tt->tupdesc, 3);
+	m.barcode_column = SPI_getvalue(row, tt->tupdesc, 4);
+	m.name_columns = spi_name_list(5, false);
+	m.due_column = SPI_getvalue(row, tt->tupdesc, 6);
+	m.money_kind = SPI_getvalue(row, tt->tupdesc, 7);
+	m.amount_column = SPI_getvalue(row, tt->tupdesc, 8);
+	m.via = SPI_getvalue(row, tt->tupdesc, 9) != NULL;
+	m.condition = condition;
+	m.lost_condition = lost_condition;
+	return create_mapping_view(&m);
+}
+
+/*
+ * make_mapping_view(attached_table, condition, lost_condition): used by the
+ * update from 1.1 only (which drops it afterwards).
+ */
+PG_FUNCTION_INFO_V1(pg_make_mapping_view);
+
+Datum
+pg_make_mapping_view(PG_FUNCTION_ARGS)
+{
+	Oid			view;
+
+	if (!creating_extension)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("make_mapping_view() is used by ALTER EXTENSION patron_group UPDATE only")));
+	require_arg(fcinfo, 0, "attached_table");
+	SPI_connect();
+	view = mapping_from_old_row(PG_GETARG_OID(0),
+								PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)),
+								PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)));
+	SPI_finish();
+	if (!OidIsValid(view))
+		PG_RETURN_NULL();
+	PG_RETURN_OID(view);
+}
+
+/*
+ * attachments_restore: AFTER INSERT on patron_group.attachments, for each
+ * row.  A row without a mapping view is one of a dump taken under a version
+ * before 1.2, being restored: its view is made from its conditions' text,
+ * as the update to 1.2 does, and the text is cleared.  The extension's own
+ * rows always come with their view.
+ */
+PG_FUNCTION_INFO_V1(pg_attachments_restore);
+
+Datum
+pg_attachments_restore(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	HeapTuple	tup;
+	bool		isnull;
+	Oid			relid;
+	char	   *condition;
+	char	   *lost_condition;
+	Oid			view;
+	OwnerContext oc;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event) || !TRIGGER_FIRED_BY_INSERT(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("attachments_restore must be an AFTER INSERT row trigger on patron_group.attachments")));
+	desc = RelationGetDescr(td->tg_relation);
+	tup = td->tg_trigtuple;
+	(void) heap_getattr(tup, SPI_fnumber(desc, "mapping"), desc, &isnull);
+	if (!isnull)
+		return PointerGetDatum(NULL);
+	relid = DatumGetObjectId(heap_getattr(tup, SPI_fnumber(desc, "relid"), desc, &isnull));
+	condition = SPI_getvalue(tup, desc, SPI_fnumber(desc, "condition"));
+	lost_condition = SPI_getvalue(tup, desc, SPI_fnumber(desc, "lost_condition"));
+
+	SPI_connect();
+	view = mapping_from_old_row(relid, condition, lost_condition);
+	become_extension_owner(&oc);
+	if (SPI_execute_with_args("UPDATE " PG_SCHEMA ".attachments SET mapping = $2::pg_catalog.regclass, "
+							  "condition = NULL, lost_condition = NULL "
+							  "WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
+							  2, (Oid[]) {OIDOID, OIDOID},
+							  (Datum[]) {ObjectIdGetDatum(relid), ObjectIdGetDatum(view)},
+							  OidIsValid(view) ? "  " : " n", false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record the mapping view");
+	restore_user(&oc);
+	SPI_finish();
+	return PointerGetDatum(NULL);
 }

@@ -82,7 +82,10 @@ pg_normalize_barcode(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(normalize_text(PG_GETARG_TEXT_PP(0)));
 }
 
-/* SQL that lists the patron ids whose barcodes normalize to $1. */
+/*
+ * SQL that lists the patron ids whose barcodes normalize to $1, through the
+ * mapping views (so the expression index on normalize_barcode() is used).
+ */
 static char *
 lookup_sql(PatronMap *map)
 {
@@ -92,19 +95,16 @@ lookup_sql(PatronMap *map)
 	appendStringInfoString(&sql, "SELECT DISTINCT s.patron FROM (");
 	if (map->barcode_column)
 		appendStringInfo(&sql,
-						 "SELECT p.%s::pg_catalog.int8 AS patron FROM %s p "
-						 "WHERE " PG_SCHEMA ".normalize_barcode(p.%s) OPERATOR(pg_catalog.=) $1",
-						 map->id_column, map->relname, map->barcode_column);
-	if (map->barcode_column && map->card_relname)
+						 "SELECT p.patron_id::pg_catalog.int8 AS patron FROM %s p "
+						 "WHERE " PG_SCHEMA ".normalize_barcode(p.barcode) OPERATOR(pg_catalog.=) $1",
+						 map->mapping);
+	if (map->barcode_column && map->card_mapping)
 		appendStringInfoString(&sql, " UNION ALL ");
-	if (map->card_relname)
+	if (map->card_mapping)
 		appendStringInfo(&sql,
-						 "SELECT %s::pg_catalog.int8 AS patron FROM %s "
-						 "WHERE " PG_SCHEMA ".normalize_barcode(%s) OPERATOR(pg_catalog.=) $1"
-						 " AND (%s)",
-						 map->card_patron_column, map->card_relname,
-						 map->card_barcode_column,
-						 map->card_condition ? map->card_condition : "true");
+						 "SELECT c.patron_id::pg_catalog.int8 AS patron FROM %s c "
+						 "WHERE " PG_SCHEMA ".normalize_barcode(c.barcode) OPERATOR(pg_catalog.=) $1 "
+						 "AND c.is_active", map->card_mapping);
 	appendStringInfoString(&sql, ") s ORDER BY 1 LIMIT 2");
 	return sql.data;
 }
@@ -221,12 +221,11 @@ pg_find_patron(PG_FUNCTION_ARGS)
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
-					 "SELECT p.%s::pg_catalog.int8, %s, %s, a.group_id, g.member_count "
-					 "FROM %s p JOIN " PG_SCHEMA ".accounts a ON a.patron_id OPERATOR(pg_catalog.=) p.%s "
+					 "SELECT p.patron_id::pg_catalog.int8, %s, p.display_name, a.group_id, g.member_count "
+					 "FROM %s p JOIN " PG_SCHEMA ".accounts a ON a.patron_id OPERATOR(pg_catalog.=) p.patron_id "
 					 "LEFT JOIN " PG_SCHEMA ".groups g ON g.group_id OPERATOR(pg_catalog.=) a.group_id "
-					 "WHERE p.%s OPERATOR(pg_catalog.=) $1",
-					 map->id_column, barcode_sql(map, "p"), display_name_sql(map, "p"),
-					 map->relname, map->id_column, map->id_column);
+					 "WHERE p.patron_id OPERATOR(pg_catalog.=) $1",
+					 barcode_sql(map, "p"), map->mapping);
 	args[0] = Int64GetDatum(patron);
 	if (SPI_execute_with_args(sql.data, 1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "patron lookup failed");

@@ -69,44 +69,58 @@ spi_run(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls
 		elog(ERROR, "unexpected SPI result %d for: %s", rc, sql);
 }
 
+static int
+compare_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
 /*
  * Lock the account rows of the given patrons in patron_id order and return
  * their group ids (0 for none) in groups[], matched to ids[] by position.
- * An unknown patron is an error.
+ * An unknown patron is an error.  The rows come back sorted by patron_id,
+ * so each id is found by binary search.
  */
 static void
 lock_accounts(int64 *ids, int n, int64 *groups)
 {
 	Oid			types[1] = {INT8ARRAYOID};
 	Datum		values[1] = {int8_array(ids, n)};
+	int64	   *locked;
+	uint64		nlocked;
 
 	spi_run("SELECT patron_id, group_id FROM " PG_SCHEMA ".accounts "
 			"WHERE patron_id OPERATOR(pg_catalog.=) ANY ($1) "
 			"ORDER BY patron_id FOR UPDATE",
 			1, types, values, NULL, SPI_OK_SELECT);
+	nlocked = SPI_processed;
+	locked = palloc(sizeof(int64) * Max(nlocked, 1));
+	for (uint64 r = 0; r < nlocked; r++)
+	{
+		bool		isnull;
+
+		locked[r] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
+	}
 	for (int i = 0; i < n; i++)
 	{
-		bool		found = false;
+		int64	   *found;
 
-		for (uint64 r = 0; r < SPI_processed; r++)
-		{
-			bool		isnull;
-			HeapTuple	t = SPI_tuptable->vals[r];
-
-			if (DatumGetInt64(SPI_getbinval(t, SPI_tuptable->tupdesc, 1, &isnull)) == ids[i])
-			{
-				Datum		g = SPI_getbinval(t, SPI_tuptable->tupdesc, 2, &isnull);
-
-				groups[i] = isnull ? 0 : DatumGetInt64(g);
-				found = true;
-				break;
-			}
-		}
-		if (!found)
+		CHECK_FOR_INTERRUPTS();
+		found = bsearch(&ids[i], locked, nlocked, sizeof(int64), compare_int64);
+		if (found == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_NO_DATA_FOUND),
 					 errmsg("patron " INT64_FORMAT " does not exist", ids[i]),
 					 errhint("Patron ids are those of the attached patron table.")));
+		{
+			bool		isnull;
+			Datum		g = SPI_getbinval(SPI_tuptable->vals[found - locked], SPI_tuptable->tupdesc, 2, &isnull);
+
+			groups[i] = isnull ? 0 : DatumGetInt64(g);
+		}
 	}
 }
 
@@ -159,20 +173,19 @@ move_patrons(int64 *movers, int n, int64 target, const char *reason)
 	Oid			types[2] = {INT8ARRAYOID, INT8OID};
 	Datum		values[2];
 
-	/* distinct movers, then the target last */
+	/* distinct movers, in patron_id order, then the target last */
+	memcpy(ids, movers, sizeof(int64) * n);
+	qsort(ids, n, sizeof(int64), compare_int64);
 	for (int i = 0; i < n; i++)
 	{
-		bool		dup = false;
-
-		if (movers[i] == target)
+		CHECK_FOR_INTERRUPTS();
+		if (ids[i] == target)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("patron " INT64_FORMAT " cannot be moved into their own group", target),
 					 errdetail("The patron to move and the patron whose group to join are the same.")));
-		for (int j = 0; j < m; j++)
-			dup |= ids[j] == movers[i];
-		if (!dup)
-			ids[m++] = movers[i];
+		if (m == 0 || ids[m - 1] != ids[i])
+			ids[m++] = ids[i];
 	}
 	if (m == 0)
 		ereport(ERROR,
@@ -573,10 +586,10 @@ pg_group_members(PG_FUNCTION_ARGS)
 		nulls[1] = 'n';
 
 	map = load_patron_map(false);
-	see_circ = "($2 IS NULL OR a.patron_id OPERATOR(pg_catalog.=) $2 OR (a.share_circulations AND "
-		"(a.share_circulations_until IS NULL OR a.share_circulations_until OPERATOR(pg_catalog.>) pg_catalog.now())))";
-	see_bills = "($2 IS NULL OR a.patron_id OPERATOR(pg_catalog.=) $2 OR (a.share_bills AND "
-		"(a.share_bills_until IS NULL OR a.share_bills_until OPERATOR(pg_catalog.>) pg_catalog.now())))";
+	see_circ = "($2 IS NULL OR a.patron_id OPERATOR(pg_catalog.=) $2 OR "
+		CONSENT_IN_FORCE("a", "circulations") ")";
+	see_bills = "($2 IS NULL OR a.patron_id OPERATOR(pg_catalog.=) $2 OR "
+		CONSENT_IN_FORCE("a", "bills") ")";
 	sql = psprintf("WITH m AS (SELECT a.group_id, a.patron_id, "
 				   "CASE WHEN $2 IS NULL OR a.patron_id OPERATOR(pg_catalog.=) $2 THEN %s END AS barcode, "
 				   "%s AS display_name, a.is_lead, "
@@ -607,9 +620,9 @@ pg_group_members(PG_FUNCTION_ARGS)
 				   "FROM m LEFT JOIN " PG_SCHEMA ".groups g ON g.group_id OPERATOR(pg_catalog.=) m.group_id "
 				   "GROUP BY g.group_id HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0) x "
 				   "ORDER BY x.ord, x.is_lead DESC, x.display_name COLLATE \"und-x-icu\", x.member_id",
-				   barcode_sql(map, "p"), display_name_sql(map, "p"),
+				   barcode_sql(map, "p"), "p.display_name",
 				   see_circ, see_circ, overdue_sql(load_totals_sources(InvalidOid), "a.patron_id"),
-				   see_circ, see_bills, map->relname, map->id_column);
+				   see_circ, see_bills, map->mapping, "patron_id");
 	if (SPI_execute_plan(kept_plan_for_text(&members_plan, sql, 2, types),
 						 values, nulls, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not list the group's members");

@@ -38,6 +38,8 @@
 
 PG_FUNCTION_INFO_V1(pg_checkout_allowed);
 PG_FUNCTION_INFO_V1(pg_override_limits);
+PG_FUNCTION_INFO_V1(pg_set_limits);
+PG_FUNCTION_INFO_V1(pg_clear_limits);
 PG_FUNCTION_INFO_V1(pg_limits_trigger);
 
 /* The SQLSTATE of a checkout refused by a group limit. */
@@ -153,6 +155,148 @@ pg_checkout_allowed(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+/* The names of the four limits, in the order of their columns and arguments. */
+static const char *const limit_names[] = {"max_balance_owed", "max_items_out",
+"max_items_overdue", "max_items_lost"};
+
+/*
+ * "max_balance_owed 10, max_items_out 30" for the limits of an SPI row
+ * whose columns first..first+3 are the four limits; "no limits" when all
+ * are NULL.
+ */
+static char *
+limits_text(HeapTuple tup, TupleDesc desc, int first)
+{
+	StringInfoData text;
+
+	initStringInfo(&text);
+	for (size_t i = 0; i < lengthof(limit_names); i++)
+	{
+		char	   *v = SPI_getvalue(tup, desc, first + (int) i);
+
+		if (v)
+			appendStringInfo(&text, "%s%s %s", text.len ? ", " : "", limit_names[i], v);
+	}
+	return text.len ? text.data : "no limits";
+}
+
+/*
+ * set_limits(group_id, max_balance_owed, max_items_out, max_items_overdue,
+ * max_items_lost): replace a group's limits (group_id NULL: the default),
+ * as the extension owner, and record the change in the history.  Changing
+ * a limit is a privilege of its own, granted by grant_supervisor(), since it
+ * changes what checkout refuses.
+ */
+Datum
+pg_set_limits(PG_FUNCTION_ARGS)
+{
+	OwnerContext oc;
+	Oid			types[6] = {INT8OID, NUMERICOID, INT8OID, INT8OID, INT8OID, NAMEOID};
+	Datum		values[6];
+	char		nulls[6] = "      ";
+	bool		has_group = !PG_ARGISNULL(0);
+	char	   *before = NULL;
+
+	for (int i = 1; i <= 4; i++)
+	{
+		bool		negative;
+
+		if (PG_ARGISNULL(i))
+		{
+			nulls[i] = 'n';
+			continue;
+		}
+		values[i] = PG_GETARG_DATUM(i);
+		if (i == 1)
+		{
+			if (numeric_is_nan(PG_GETARG_NUMERIC(1)))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("max_balance_owed must be a number")));
+			negative = DatumGetBool(DirectFunctionCall2(numeric_lt, values[1],
+														DirectFunctionCall1(int4_numeric, Int32GetDatum(0))));
+		}
+		else
+			negative = PG_GETARG_INT64(i) < 0;
+		if (negative)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("a limit must not be negative"),
+					 errhint("NULL means no limit (in the default) or the default (for a group).")));
+	}
+	values[0] = has_group ? PG_GETARG_DATUM(0) : (Datum) 0;
+	if (!has_group)
+		nulls[0] = 'n';
+	values[5] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetSessionUserId(), false)));
+
+	SPI_connect();
+	become_extension_owner(&oc);
+	if (has_group)
+	{
+		/* lock the group so that it cannot disappear under the new row */
+		if (SPI_execute_with_args("SELECT FROM " PG_SCHEMA ".groups g "
+								  "WHERE g.group_id OPERATOR(pg_catalog.=) $1 FOR KEY SHARE",
+								  1, types, values, nulls, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not lock the group");
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_NO_DATA_FOUND),
+					 errmsg("group " INT64_FORMAT " does not exist", PG_GETARG_INT64(0))));
+	}
+	if (SPI_execute_with_args("SELECT max_balance_owed, max_items_out, max_items_overdue, max_items_lost "
+							  "FROM " PG_SCHEMA ".limits l WHERE l.group_id IS NOT DISTINCT FROM $1 FOR UPDATE",
+							  1, types, values, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the limits");
+	if (SPI_processed == 1)
+		before = limits_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (SPI_execute_with_args("INSERT INTO " PG_SCHEMA ".limits AS l (group_id, max_balance_owed, max_items_out, "
+							  "max_items_overdue, max_items_lost, set_by) VALUES ($1, $2, $3, $4, $5, $6) "
+							  "ON CONFLICT ON CONSTRAINT limits_one_per_group DO UPDATE "
+							  "SET max_balance_owed = EXCLUDED.max_balance_owed, "
+							  "max_items_out = EXCLUDED.max_items_out, "
+							  "max_items_overdue = EXCLUDED.max_items_overdue, "
+							  "max_items_lost = EXCLUDED.max_items_lost, "
+							  "set_at = pg_catalog.now(), set_by = EXCLUDED.set_by "
+							  "RETURNING max_balance_owed, max_items_out, max_items_overdue, max_items_lost",
+							  6, types, values, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "could not store the limits");
+	record_group_event("limits_set", !has_group, has_group ? PG_GETARG_INT64(0) : 0, NULL,
+					   psprintf("%s%s%s", limits_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
+								before ? "; was " : "", before ? before : ""));
+	restore_user(&oc);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * clear_limits(group_id): remove a group's own limits (it follows the
+ * default again), or the default; true when there was something to remove,
+ * which is then recorded in the history.
+ */
+Datum
+pg_clear_limits(PG_FUNCTION_ARGS)
+{
+	OwnerContext oc;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {PG_ARGISNULL(0) ? (Datum) 0 : PG_GETARG_DATUM(0)};
+	char		nulls[1] = {PG_ARGISNULL(0) ? 'n' : ' '};
+	bool		removed;
+
+	SPI_connect();
+	become_extension_owner(&oc);
+	if (SPI_execute_with_args("DELETE FROM " PG_SCHEMA ".limits l WHERE l.group_id IS NOT DISTINCT FROM $1 "
+							  "RETURNING max_balance_owed, max_items_out, max_items_overdue, max_items_lost",
+							  1, types, values, nulls, false, 0) != SPI_OK_DELETE_RETURNING)
+		elog(ERROR, "could not remove the limits");
+	removed = SPI_processed > 0;
+	if (removed)
+		record_group_event("limits_cleared", PG_ARGISNULL(0), PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0), NULL,
+						   psprintf("was %s", limits_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)));
+	restore_user(&oc);
+	SPI_finish();
+	PG_RETURN_BOOL(removed);
+}
+
 Datum
 pg_override_limits(PG_FUNCTION_ARGS)
 {
@@ -216,29 +360,21 @@ pg_limits_trigger(PG_FUNCTION_ARGS)
 	}
 
 	/* the patrons with a new open loan in this statement, in lock order */
-	if (SPI_execute(psprintf("SELECT DISTINCT r.%s::pg_catalog.int8 FROM patron_group_new r "
-							 "WHERE r.%s IS NOT NULL AND (%s) AND NOT COALESCE((%s), false) "
-							 "ORDER BY 1",
-							 src->patron_column, src->patron_column, src->condition,
-							 src->lost_condition), false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the new loans");
-	npatrons = SPI_processed;
+	{
+		int			n;
+
+		patrons = new_open_loans(td, &n);
+		npatrons = n;
+	}
 	if (npatrons == 0)
 	{
 		restore_user(&oc);
 		SPI_finish();
 		return PointerGetDatum(NULL);
 	}
-	patrons = palloc(sizeof(int64) * npatrons);
 	pdatums = palloc(sizeof(Datum) * npatrons);
 	for (uint64 r = 0; r < npatrons; r++)
-	{
-		bool		isnull;
-
-		patrons[r] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
-												 SPI_tuptable->tupdesc, 1, &isnull));
 		pdatums[r] = Int64GetDatum(patrons[r]);
-	}
 	parray = construct_array(pdatums, (int) npatrons, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
 	values[0] = PointerGetDatum(parray);
 
@@ -370,8 +506,8 @@ pg_payment_plan(PG_FUNCTION_ARGS)
 							  "(SELECT pg_catalog.array_agg(m.patron_id ORDER BY m.patron_id) "
 							  " FROM " PG_SCHEMA ".accounts m "
 							  " WHERE m.group_id OPERATOR(pg_catalog.=) a.group_id "
-							  " AND ($2 IS NULL OR m.patron_id OPERATOR(pg_catalog.=) $2 OR (m.share_bills AND "
-							  " (m.share_bills_until IS NULL OR m.share_bills_until OPERATOR(pg_catalog.>) pg_catalog.now())))) "
+							  " AND ($2 IS NULL OR m.patron_id OPERATOR(pg_catalog.=) $2 OR "
+							  CONSENT_IN_FORCE("m", "bills") ")) "
 							  "FROM " PG_SCHEMA ".accounts a WHERE a.patron_id OPERATOR(pg_catalog.=) $1",
 							  2, types, values, nulls, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the group");
@@ -410,31 +546,27 @@ pg_payment_plan(PG_FUNCTION_ARGS)
 	foreach(lc, load_totals_sources(InvalidOid))
 	{
 		TotalsSource *s = lfirst(lc);
-		const char *sign;
 
 		if (!s->is_money)
 			continue;
-		sign = strcmp(s->money_kind, "payment") == 0 ? "OPERATOR(pg_catalog.-)" : "";
 		if (lines.len)
 			appendStringInfoString(&lines, " UNION ALL ");
-		/* the condition is evaluated on the money row alone, as the totals do */
+		/* a row's signed amount: its charge, or minus its payment, as the totals count it */
 		if (OidIsValid(s->via_relid))
 			appendStringInfo(&lines,
 							 "SELECT %u::pg_catalog.oid AS tt, t.%s::pg_catalog.int8 AS xact, "
-							 "t.%s::pg_catalog.int8 AS patron, %s r.a::pg_catalog.numeric AS amt "
-							 "FROM (SELECT r.%s AS k, r.%s AS a FROM %s r WHERE (%s)) r "
-							 "JOIN %s t ON t.%s OPERATOR(pg_catalog.=) r.k "
+							 "t.%s::pg_catalog.int8 AS patron, "
+							 "m.amount_billed OPERATOR(pg_catalog.-) m.amount_paid AS amt "
+							 "FROM %s m JOIN %s t ON t.%s OPERATOR(pg_catalog.=) m.xact_id "
 							 "WHERE t.%s OPERATOR(pg_catalog.=) ANY ($1)",
-							 s->via_relid, s->via_id_column, s->via_patron_column, sign,
-							 s->patron_column, s->amount_column, s->relname, s->condition,
-							 s->via_relname, s->via_id_column, s->via_patron_column);
+							 s->via_relid, s->via_id_column, s->via_patron_column,
+							 s->mapping_name, s->via_relname, s->via_id_column, s->via_patron_column);
 		else
 			appendStringInfo(&lines,
 							 "SELECT NULL::pg_catalog.oid, NULL::pg_catalog.int8, "
-							 "r.%s::pg_catalog.int8, %s r.%s::pg_catalog.numeric "
-							 "FROM %s r WHERE (%s) AND r.%s OPERATOR(pg_catalog.=) ANY ($1)",
-							 s->patron_column, sign, s->amount_column, s->relname,
-							 s->condition, s->patron_column);
+							 "m.patron_id::pg_catalog.int8, m.amount_billed OPERATOR(pg_catalog.-) m.amount_paid "
+							 "FROM %s m WHERE m.patron_id OPERATOR(pg_catalog.=) ANY ($1)",
+							 s->mapping_name);
 	}
 	if (lines.len == 0)
 		appendStringInfoString(&lines, "SELECT NULL::pg_catalog.oid, NULL::pg_catalog.int8, "

@@ -5,6 +5,7 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
@@ -16,12 +17,12 @@
 #include "nodes/parsenodes.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
+#include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/array.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
-#include "access/genam.h"
 
 #include "patron_group.h"
 
@@ -126,6 +127,8 @@ patron_group_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 		history_context_clear();
+	if (event == SUBXACT_EVENT_ABORT_SUB || event == SUBXACT_EVENT_COMMIT_SUB)
+		access_subxact_end(event == SUBXACT_EVENT_COMMIT_SUB, mySubid, parentSubid);
 }
 
 /* Module load: settings and callbacks. */
@@ -143,13 +146,17 @@ _PG_init(void)
 							   NULL, NULL, NULL);
 	MarkGUCPrefixReserved("patron_group");
 	RegisterXactCallback(patron_group_xact_callback, NULL);
+	guard_init();
 	RegisterSubXactCallback(patron_group_subxact_callback, NULL);
 }
 
 /*
  * The role that owns the extension: its tables are written as this role.
  * Looked up once per transaction (the triggers ask for it on every
- * statement).
+ * statement), with the installed version: this library works with the
+ * schema of its own version only, and refuses an older one (whose stored
+ * mappings it could not read) until ALTER EXTENSION patron_group UPDATE has
+ * run.  The update's own script is let through.
  */
 static Oid	cached_owner = InvalidOid;
 static LocalTransactionId cached_owner_lxid = InvalidLocalTransactionId;
@@ -162,6 +169,7 @@ extension_owner(void)
 	SysScanDesc scan;
 	HeapTuple	tup;
 	Oid			owner = InvalidOid;
+	char	   *version = NULL;
 
 	if (OidIsValid(cached_owner) && cached_owner_lxid == MyProc->lxid)
 		return cached_owner;
@@ -171,7 +179,15 @@ extension_owner(void)
 	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
 	tup = systable_getnext(scan);
 	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		v = heap_getattr(tup, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
 		owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+		if (!isnull)
+			version = TextDatumGetCString(v);
+	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 
@@ -179,6 +195,13 @@ extension_owner(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("extension \"patron_group\" is not installed in this database")));
+	if (!creating_extension && (version == NULL || strcmp(version, PATRON_GROUP_VERSION) != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"patron_group\" is at version %s in this database, but its library is %s",
+						version ? version : "unknown", PATRON_GROUP_VERSION),
+				 errdetail("The library does not read the schema of an older version."),
+				 errhint("Run ALTER EXTENSION patron_group UPDATE;")));
 	cached_owner = owner;
 	cached_owner_lxid = MyProc->lxid;
 	return owner;
@@ -186,8 +209,13 @@ extension_owner(void)
 
 /*
  * Switch to the extension owner, as core's RI triggers do, so that callers
- * need no rights on patron_group's tables.  An error restores the previous
- * user through transaction abort; restore_user() does it on success.
+ * need no rights on patron_group's tables, and pin search_path to
+ * pg_catalog, pg_temp for as long: code running as the owner must never
+ * resolve a name (a type in a cast, an operator, a function) through the
+ * caller's search_path, where a role could have put its own (a domain in
+ * pg_temp, an operator in a schema it owns).  The setting is saved in a GUC
+ * nest level of its own, as a function's SET clause is: an error unwinds it
+ * with the transaction or subtransaction; restore_user() does on success.
  */
 void
 become_extension_owner(OwnerContext *ctx)
@@ -195,15 +223,20 @@ become_extension_owner(OwnerContext *ctx)
 	Oid			owner = extension_owner();
 
 	GetUserIdAndSecContext(&ctx->save_userid, &ctx->save_sec_context);
+	ctx->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
 	SetUserIdAndSecContext(owner,
 						   ctx->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 }
 
-/* Return to the user saved by become_extension_owner(). */
+/* Return to the user and search_path saved by become_extension_owner(). */
 void
 restore_user(OwnerContext *ctx)
 {
 	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec_context);
+	AtEOXact_GUC(true, ctx->save_nestlevel);
 }
 
 /* Set the action and reason that history rows written next will carry. */

@@ -1,23 +1,18 @@
 /*
  * reporting.c
- *		What the reporting views need from the library system's own tables,
- *		and the guard that keeps DROP EXTENSION from leaving those tables
- *		half configured.
+ *		What the reporting views need from the library system's own tables.
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
-#include "commands/event_trigger.h"
 #include "executor/spi.h"
 #include "funcapi.h"
-#include "nodes/parsenodes.h"
 #include "utils/builtins.h"
 
 #include "patron_group.h"
 
 PG_FUNCTION_INFO_V1(pg_patron_details);
-PG_FUNCTION_INFO_V1(pg_drop_guard);
 
 static TextPlan details_plan;
 
@@ -51,10 +46,10 @@ pg_patron_details(PG_FUNCTION_ARGS)
 	if (map != NULL)
 	{
 		sql = psprintf("SELECT x.b, x.n, (%s)::pg_catalog.int8 FROM (SELECT 1) o LEFT JOIN "
-					   "(SELECT %s AS b, %s AS n FROM %s p WHERE p.%s OPERATOR(pg_catalog.=) $1) x ON true",
+					   "(SELECT %s AS b, p.display_name AS n FROM %s p "
+					   "WHERE p.patron_id OPERATOR(pg_catalog.=) $1) x ON true",
 					   overdue_sql(load_totals_sources(InvalidOid), "$1"),
-					   barcode_sql(map, "p"), display_name_sql(map, "p"),
-					   map->relname, map->id_column);
+					   barcode_sql(map, "p"), map->mapping);
 		if (SPI_execute_plan(kept_plan_for_text(&details_plan, sql, 1, types),
 							 args, NULL, true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read the patron's details");
@@ -68,55 +63,4 @@ pg_patron_details(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, result, nulls)));
-}
-
-/*
- * drop_guard: an event trigger on DROP EXTENSION.  While tables are still
- * attached, dropping the extension (even with CASCADE) would take the
- * triggers and policies off the library system's tables but leave row-level
- * security switched on with no policy, so that nobody but their owner could
- * read them.  Refuse, and say what to do.
- */
-Datum
-pg_drop_guard(PG_FUNCTION_ARGS)
-{
-	EventTriggerData *trigdata;
-	DropStmt   *stmt;
-	ListCell   *lc;
-	bool		ours = false;
-
-	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("drop_guard: not called by the event trigger manager")));
-	trigdata = (EventTriggerData *) fcinfo->context;
-	if (!IsA(trigdata->parsetree, DropStmt))
-		PG_RETURN_VOID();
-	stmt = (DropStmt *) trigdata->parsetree;
-	if (stmt->removeType != OBJECT_EXTENSION)
-		PG_RETURN_VOID();
-	foreach(lc, stmt->objects)
-		if (IsA(lfirst(lc), String) && strcmp(strVal(lfirst(lc)), "patron_group") == 0)
-			ours = true;
-	if (!ours)
-		PG_RETURN_VOID();
-
-	SPI_connect();
-	if (SPI_execute("SELECT pg_catalog.count(*), pg_catalog.string_agg(relid::pg_catalog.text, ', ' "
-					"ORDER BY relid::pg_catalog.oid) FROM " PG_SCHEMA ".attachments", true, 0) == SPI_OK_SELECT)
-	{
-		bool		isnull;
-		int64		n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-
-		if (n > 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
-					 errmsg("cannot drop extension patron_group while library system tables are attached"),
-					 errdetail("Attached: %s.", SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2)),
-					 errhint("Run SELECT patron_group.detach_all(); first: it takes the extension's triggers, "
-							 "policies and indexes off those tables, and their row-level security if it "
-							 "switched it on.")));
-	}
-	SPI_finish();
-	PG_RETURN_VOID();
 }

@@ -57,6 +57,7 @@
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "utils/array.h"
@@ -75,34 +76,33 @@
 PG_FUNCTION_INFO_V1(pg_totals_trigger);
 PG_FUNCTION_INFO_V1(pg_via_trigger);
 
-/*
- * What a row of the table contributes, as five compiled expressions over the
- * row: the patron (int8), items out and lost (int4), billed and paid
- * (numeric).  They are the very expressions verify() counts with, analyzed
- * once and evaluated here in C on each transition tuple.
- */
-#define ROW_VALUES 5
-
-/* The kept plans and compiled row expressions of one attached table. */
+/* The compiled row expressions of one attached table, and its kept plans. */
 typedef struct TotalsPlans
 {
 	Oid			relid;			/* hash key */
 	bool		valid;
-	SPIPlanPtr	insert_plan;
-	SPIPlanPtr	update_plan;
-	SPIPlanPtr	delete_plan;
-	/* set up on first use; NULL for money resolved through a transaction */
-	bool		compiled;
-	bool		via;
+	bool		compiled;		/* set up on first use */
+	Oid			mapping;		/* the mapping view compiled */
+	Oid			via_relid;		/* money naming a transaction: its table */
 	MemoryContext cxt;
-	ExprState  *row_exprs[ROW_VALUES];	/* NULL: always zero, never evaluated */
+	/*
+	 * What a row contributes, compiled from the mapping view: the key (the
+	 * patron, or the transaction), items out and lost, billed and paid; the
+	 * very expressions verify() counts with.  NULL: always zero.
+	 */
+	ExprState  *row_exprs[MAPPING_VALUES];
+	Oid			key_type;		/* int2, int4 or int8 */
 	ExprContext *econtext;
 	TupleTableSlot *slot;
+	SPIPlanPtr	resolve_plan;	/* the patrons of transactions, by id */
 } TotalsPlans;
 
 static HTAB *plans_by_table = NULL;
 
-/* Forget the plans of a table whose definition or triggers changed. */
+/*
+ * Forget what was compiled for a table when its definition, its triggers,
+ * its mapping view or its transaction table changed.
+ */
 static void
 invalidate_plans(Datum arg, Oid relid)
 {
@@ -113,7 +113,8 @@ invalidate_plans(Datum arg, Oid relid)
 		return;
 	hash_seq_init(&status, plans_by_table);
 	while ((entry = hash_seq_search(&status)) != NULL)
-		if (relid == InvalidOid || entry->relid == relid)
+		if (relid == InvalidOid || entry->relid == relid || entry->mapping == relid ||
+			entry->via_relid == relid)
 			entry->valid = false;
 }
 
@@ -139,17 +140,14 @@ plans_for(Oid relid)
 	{
 		if (found)
 		{
-			if (entry->insert_plan)
-				SPI_freeplan(entry->insert_plan);
-			if (entry->update_plan)
-				SPI_freeplan(entry->update_plan);
-			if (entry->delete_plan)
-				SPI_freeplan(entry->delete_plan);
+			if (entry->resolve_plan)
+				SPI_freeplan(entry->resolve_plan);
 			if (entry->cxt)
 				MemoryContextDelete(entry->cxt);
 		}
-		entry->insert_plan = entry->update_plan = entry->delete_plan = NULL;
+		entry->resolve_plan = NULL;
 		entry->compiled = false;
+		entry->mapping = entry->via_relid = InvalidOid;
 		entry->cxt = NULL;
 		entry->valid = true;
 	}
@@ -171,9 +169,8 @@ quote_or_null(char *s)
 }
 
 #define SOURCE_COLUMNS \
-	"relid::pg_catalog.oid, kind, patron_column, due_column, condition, " \
-	"lost_condition, money_kind, amount_column, via_relid::pg_catalog.oid, " \
-	"via_id_column, via_patron_column"
+	"relid::pg_catalog.oid, kind, patron_column, money_kind, via_relid::pg_catalog.oid, " \
+	"via_id_column, via_patron_column, mapping::pg_catalog.oid"
 
 /* A TotalsSource from the current SPI result's row. */
 static TotalsSource *
@@ -187,21 +184,19 @@ source_from_row(uint64 row)
 	s->relname = qualified_relname(s->relid);
 	s->is_money = strcmp(spi_text_at(row, 2), "money") == 0;
 	s->patron_column = quote_or_null(spi_text_at(row, 3));
-	s->due_column = quote_or_null(spi_text_at(row, 4));
-	s->condition = spi_text_at(row, 5);
-	s->lost_condition = spi_text_at(row, 6);
-	s->money_kind = spi_text_at(row, 7);
-	s->amount_column = quote_or_null(spi_text_at(row, 8));
-	via = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 9, &isnull);
+	s->money_kind = spi_text_at(row, 4);
+	via = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 5, &isnull);
 	if (!isnull)
 	{
 		s->via_relid = DatumGetObjectId(via);
 		s->via_relname = qualified_relname(s->via_relid);
-		s->via_id_name = spi_text_at(row, 10);
-		s->via_patron_name = spi_text_at(row, 11);
+		s->via_id_name = spi_text_at(row, 6);
+		s->via_patron_name = spi_text_at(row, 7);
 		s->via_id_column = quote_or_null(s->via_id_name);
 		s->via_patron_column = quote_or_null(s->via_patron_name);
 	}
+	s->mapping = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 8, &isnull));
+	s->mapping_name = qualified_relname(s->mapping);
 	return s;
 }
 
@@ -219,12 +214,14 @@ load_totals_sources(Oid via_relid)
 
 	static SPIPlanPtr plan = NULL;
 
+	(void) extension_owner();	/* refuses a schema this library cannot read */
 	/* kept: read at every statement of a transaction table and every check */
 	kept_plan(&plan, "SELECT " SOURCE_COLUMNS " FROM " PG_SCHEMA ".attachments "
 			  "WHERE kind OPERATOR(pg_catalog.=) ANY ('{circulations,money}') "
 			  "AND ($1 OPERATOR(pg_catalog.=) 0 OR via_relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass) "
 			  /* a table the library system dropped counts nothing any more */
 			  "AND EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) relid::pg_catalog.oid) "
+			  "AND EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) mapping::pg_catalog.oid) "
 			  "AND (via_relid IS NULL OR EXISTS (SELECT FROM pg_catalog.pg_class c "
 			  "WHERE c.oid OPERATOR(pg_catalog.=) via_relid::pg_catalog.oid)) "
 			  "ORDER BY relid::pg_catalog.oid", 1, types);
@@ -251,103 +248,40 @@ load_totals_source(Oid relid)
 }
 
 /*
- * SQL selecting, for every row of 'from' (a table, or a transition table)
- * seen as alias r: k (the patron, or the transaction for money via a
- * transaction table) and the row's contribution o (items out), l (lost),
- * b (billed), y (paid).  The conditions are evaluated over r alone.
+ * SQL: each row of an attached table as its mapping view gives it, with
+ * the patron it counts for: p (int8), o (items out), l (lost), b (billed),
+ * y (paid).  Money naming a transaction counts for the transaction's
+ * patron.  With a patron filter ($1, int8[]), only those patrons' rows.
  */
 static char *
-row_values_sql(TotalsSource *s, const char *from, const char *where)
+source_rows_sql(TotalsSource *s, bool filtered)
 {
-	StringInfoData sql;
-
-	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT r.%s%s AS k, ", s->patron_column,
-					 s->via_relid == InvalidOid ? "::pg_catalog.int8" : "");
-	if (!s->is_money)
-		appendStringInfo(&sql,
-						 "CASE WHEN (%s) THEN 1 ELSE 0 END AS o, "
-						 "CASE WHEN (%s) AND (%s) THEN 1 ELSE 0 END AS l, "
-						 "0::pg_catalog.numeric AS b, 0::pg_catalog.numeric AS y",
-						 s->condition, s->condition, s->lost_condition);
-	else if (strcmp(s->money_kind, "signed") == 0)
-		appendStringInfo(&sql,
-						 "0 AS o, 0 AS l, "
-						 "CASE WHEN (%s) AND r.%s OPERATOR(pg_catalog.>) 0 THEN r.%s::pg_catalog.numeric ELSE 0 END AS b, "
-						 "CASE WHEN (%s) AND r.%s OPERATOR(pg_catalog.<) 0 THEN OPERATOR(pg_catalog.-) r.%s::pg_catalog.numeric ELSE 0 END AS y",
-						 s->condition, s->amount_column, s->amount_column,
-						 s->condition, s->amount_column, s->amount_column);
-	else
-		appendStringInfo(&sql,
-						 "0 AS o, 0 AS l, %s AS b, %s AS y",
-						 strcmp(s->money_kind, "charge") == 0 ?
-						 psprintf("CASE WHEN (%s) THEN r.%s::pg_catalog.numeric ELSE 0 END",
-								  s->condition, s->amount_column) : "0::pg_catalog.numeric",
-						 strcmp(s->money_kind, "payment") == 0 ?
-						 psprintf("CASE WHEN (%s) THEN r.%s::pg_catalog.numeric ELSE 0 END",
-								  s->condition, s->amount_column) : "0::pg_catalog.numeric");
-	appendStringInfo(&sql, " FROM %s r", from);
-	if (where)
-		appendStringInfo(&sql, " WHERE %s", where);
-	return sql.data;
+	if (s->via_relid == InvalidOid)
+		return psprintf("SELECT m.patron_id::pg_catalog.int8 AS p, m.items_out AS o, m.items_lost AS l, "
+						"m.amount_billed AS b, m.amount_paid AS y FROM %s m%s",
+						s->mapping_name,
+						filtered ? " WHERE m.patron_id OPERATOR(pg_catalog.=) ANY ($1)" : "");
+	return psprintf("SELECT v.%s::pg_catalog.int8 AS p, m.items_out AS o, m.items_lost AS l, "
+					"m.amount_billed AS b, m.amount_paid AS y FROM %s m "
+					"JOIN %s v ON v.%s OPERATOR(pg_catalog.=) m.xact_id%s",
+					s->via_patron_column, s->mapping_name, s->via_relname, s->via_id_column,
+					filtered ? psprintf(" WHERE v.%s OPERATOR(pg_catalog.=) ANY ($1)", s->via_patron_column) : "");
 }
 
 /*
- * SQL giving each row's patron p and contribution, sign applied.  Money via a
- * transaction table joins it, locking the transaction rows when lock is set.
+ * SQL for the per-patron expected totals over whole tables (verify,
+ * rebuild): p, o, l, b, y; with 'filtered', only the patrons in $1.
  */
-static char *
-patron_values_sql(TotalsSource *s, const char *from, const char *where,
-				  bool negate, bool lock)
-{
-	const char *sign = negate ? "OPERATOR(pg_catalog.-) " : "";
-
-	if (s->via_relid == InvalidOid)
-		return psprintf("SELECT x.k::pg_catalog.int8 AS p, %sx.o AS o, %sx.l AS l, %sx.b AS b, %sx.y AS y "
-						"FROM (%s) x",
-						sign, sign, sign, sign, row_values_sql(s, from, where));
-	return psprintf("SELECT * FROM (SELECT v.%s::pg_catalog.int8 AS p, %sx.o AS o, %sx.l AS l, %sx.b AS b, %sx.y AS y "
-					"FROM (%s) x JOIN %s v ON v.%s OPERATOR(pg_catalog.=) x.k%s) z",
-					s->via_patron_column, sign, sign, sign, sign,
-					row_values_sql(s, from, where), s->via_relname, s->via_id_column,
-					lock ? " FOR SHARE OF v" : "");
-}
-
-/* Wrap per-row values into per-patron sums, dropping patrons that net to zero. */
-static char *
-aggregate_sql(const char *rows)
-{
-	return psprintf("SELECT d.p, pg_catalog.sum(d.o)::pg_catalog.int8 AS o, pg_catalog.sum(d.l)::pg_catalog.int8 AS l, "
-					"pg_catalog.sum(d.b) AS b, pg_catalog.sum(d.y) AS y FROM (%s) d "
-					"WHERE d.p IS NOT NULL GROUP BY d.p "
-					"HAVING pg_catalog.sum(d.o) OPERATOR(pg_catalog.<>) 0 "
-					"OR pg_catalog.sum(d.l) OPERATOR(pg_catalog.<>) 0 "
-					"OR pg_catalog.sum(d.b) OPERATOR(pg_catalog.<>) 0 "
-					"OR pg_catalog.sum(d.y) OPERATOR(pg_catalog.<>) 0 "
-					"ORDER BY d.p", rows);
-}
-
-/* SQL for the per-patron expected totals over whole tables (verify, rebuild). */
 char *
-expected_totals_sql(List *sources, const char *patron_filter)
+expected_totals_sql(List *sources, bool filtered)
 {
 	StringInfoData rows;
 	ListCell   *lc;
 
 	initStringInfo(&rows);
 	foreach(lc, sources)
-	{
-		TotalsSource *s = lfirst(lc);
-		char	   *where = NULL;
-		char	   *part;
-
-		if (patron_filter && s->via_relid == InvalidOid)
-			where = psprintf("r.%s OPERATOR(pg_catalog.=) ANY (%s)", s->patron_column, patron_filter);
-		part = patron_values_sql(s, s->relname, where, false, false);
-		if (patron_filter && s->via_relid != InvalidOid)
-			part = psprintf("%s WHERE z.p OPERATOR(pg_catalog.=) ANY (%s)", part, patron_filter);
-		appendStringInfo(&rows, "%s%s", rows.len ? " UNION ALL " : "", part);
-	}
+		appendStringInfo(&rows, "%s%s", rows.len ? " UNION ALL " : "",
+						 source_rows_sql(lfirst(lc), filtered));
 	if (rows.len == 0)
 		appendStringInfoString(&rows, "SELECT NULL::pg_catalog.int8 AS p, 0 AS o, 0 AS l, "
 							   "0::pg_catalog.numeric AS b, 0::pg_catalog.numeric AS y WHERE false");
@@ -375,13 +309,13 @@ overdue_sql(List *sources, const char *patron_expr)
 
 		if (s->is_money)
 			continue;
-		appendStringInfo(&sql, "%s(SELECT pg_catalog.count(*) FROM %s r "
-						 "WHERE r.%s OPERATOR(pg_catalog.=) %s AND (%s) "
-						 "AND NOT COALESCE((%s), false) "
-						 "AND r.%s OPERATOR(pg_catalog.<) pg_catalog.now())",
+		/* an alias of its own: patron_expr may name the caller's */
+		appendStringInfo(&sql, "%s(SELECT pg_catalog.count(*) FROM %s overdue_loan "
+						 "WHERE overdue_loan.patron_id OPERATOR(pg_catalog.=) %s "
+						 "AND overdue_loan.is_open AND NOT overdue_loan.is_lost "
+						 "AND overdue_loan.due OPERATOR(pg_catalog.<) pg_catalog.now())",
 						 sql.len ? " OPERATOR(pg_catalog.+) " : "",
-						 s->relname, s->patron_column, patron_expr, s->condition,
-						 s->lost_condition, s->due_column);
+						 s->mapping_name, patron_expr);
 	}
 	if (sql.len == 0)
 		appendStringInfoString(&sql, "0::pg_catalog.int8");
@@ -676,13 +610,13 @@ add_transition_rows(TotalsPlans *plans, Tuplestorestate *rows, bool negate, Delt
 	econtext->ecxt_scantuple = slot;
 	while (tuplestore_gettupleslot(rows, true, false, slot))
 	{
-		Datum		v[ROW_VALUES];
-		bool		isnull[ROW_VALUES];
+		Datum		v[MAPPING_VALUES];
+		bool		isnull[MAPPING_VALUES];
 		PatronDelta *d;
 		MemoryContext old;
 
 		ResetExprContext(econtext);
-		for (int c = 0; c < ROW_VALUES; c++)
+		for (int c = 0; c < MAPPING_VALUES; c++)
 		{
 			if (plans->row_exprs[c] == NULL)
 			{
@@ -695,7 +629,8 @@ add_transition_rows(TotalsPlans *plans, Tuplestorestate *rows, bool negate, Delt
 		if (isnull[0])
 			continue;			/* no patron: counts for nobody, as in verify() */
 		old = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
-		d = delta_for(set, DatumGetInt64(v[0]));
+		d = delta_for(set, plans->key_type == INT8OID ? DatumGetInt64(v[0]) :
+					  plans->key_type == INT4OID ? DatumGetInt32(v[0]) : DatumGetInt16(v[0]));
 		if (!isnull[1])
 			d->out += negate ? -(int64) DatumGetInt32(v[1]) : DatumGetInt32(v[1]);
 		if (!isnull[2])
@@ -803,66 +738,52 @@ apply_deltas(PatronDelta **deltas, int n)
 }
 
 /*
- * Compile the table's row expressions: analyze the same SELECT list verify()
- * uses, over the table itself, and keep its planned expressions.  Money
- * resolved through a transaction table keeps the SQL path, which joins and
- * locks the transaction rows.  The caller is connected to SPI.
+ * Compile the table's row expressions from its mapping view, once per
+ * backend until the table, its view or its transaction table changes.  The
+ * caller is connected to SPI and runs as the extension owner.
  */
 static void
 compile_row_values(TotalsPlans *plans, Relation rel)
 {
 	TotalsSource *s = load_totals_source(RelationGetRelid(rel));
-	SPIPlanPtr	plan;
-	Query	   *query;
+	Expr	   *exprs[MAPPING_VALUES];
 	MemoryContext old;
-	ListCell   *lc;
-	int			c = 0;
-	static const Oid want[ROW_VALUES] = {INT8OID, INT4OID, INT4OID, NUMERICOID, NUMERICOID};
 
 	if (s == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("table \"%s\" is not attached", RelationGetRelationName(rel)),
 				 errhint("Drop the trigger, or attach the table with patron_group.attach_circulations() or attach_money().")));
-	if (s->via_relid != InvalidOid)
-	{
-		plans->via = true;
-		plans->compiled = true;
-		return;
-	}
-	plan = SPI_prepare(row_values_sql(s, psprintf("ONLY %s", s->relname), NULL), 0, NULL);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	query = linitial_node(Query, ((CachedPlanSource *) linitial(SPI_plan_get_plan_sources(plan)))->query_list);
-
 	plans->cxt = AllocSetContextCreate(CacheMemoryContext, "patron_group row values",
 									   ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(plans->cxt);
-	foreach(lc, query->targetList)
-	{
-		TargetEntry *tle = lfirst_node(TargetEntry, lc);
-		Expr	   *e;
-
-		if (c >= ROW_VALUES || exprType((Node *) tle->expr) != want[c])
-			elog(ERROR, "unexpected row values of \"%s\"", RelationGetRelationName(rel));
-		e = expression_planner((Expr *) copyObject(tle->expr));
-		/* a loan never bills, a bill never lends: skip the constant zeros */
-		if (c > 0 && IsA(e, Const) && !((Const *) e)->constisnull &&
-			(want[c] == INT4OID ? DatumGetInt32(((Const *) e)->constvalue) == 0 :
-			 !numeric_nonzero(DatumGetNumeric(((Const *) e)->constvalue))))
-			plans->row_exprs[c++] = NULL;
-		else
-			plans->row_exprs[c++] = ExecInitExpr(e, NULL);
-	}
-	if (c != ROW_VALUES)
-		elog(ERROR, "unexpected row values of \"%s\"", RelationGetRelationName(rel));
+	compile_mapping(s->mapping, s->relid, exprs, &plans->key_type);
+	if (plans->key_type != INT2OID && plans->key_type != INT4OID && plans->key_type != INT8OID)
+		elog(ERROR, "mapping view of \"%s\" has a key of type %s",
+			 RelationGetRelationName(rel), format_type_be(plans->key_type));
+	for (int c = 0; c < MAPPING_VALUES; c++)
+		plans->row_exprs[c] = exprs[c] ? ExecInitExpr(exprs[c], NULL) : NULL;
 	plans->econtext = CreateStandaloneExprContext();
 	/* a private copy of the descriptor: a kept slot must not pin the relcache's */
 	plans->slot = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(rel)),
 										   &TTSOpsMinimalTuple);
 	MemoryContextSwitchTo(old);
-	SPI_freeplan(plan);
-	plans->via = false;
+	plans->mapping = s->mapping;
+	plans->via_relid = s->via_relid;
+	if (OidIsValid(s->via_relid))
+	{
+		Oid			types[1] = {INT8ARRAYOID};
+
+		/* the patron of each transaction, read afresh at each use */
+		plans->resolve_plan = SPI_prepare_cursor(psprintf("SELECT v.%s::pg_catalog.int8, v.%s::pg_catalog.int8 "
+														  "FROM %s v WHERE v.%s OPERATOR(pg_catalog.=) ANY ($1)",
+														  s->via_id_column, s->via_patron_column,
+														  s->via_relname, s->via_id_column),
+												 1, types, CURSOR_OPT_GENERIC_PLAN);
+		if (plans->resolve_plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plans->resolve_plan);
+	}
 	plans->compiled = true;
 }
 
@@ -883,42 +804,6 @@ statement_trigger_data(FunctionCallInfo fcinfo, const char *name)
 				 errmsg("%s must be fired FOR EACH STATEMENT", name),
 				 errhint("Create it with the patron_group.attach_*() functions.")));
 	return td;
-}
-
-/* The kept delta plan of a table for one trigger event. */
-static SPIPlanPtr
-delta_plan(TriggerData *td)
-{
-	TriggerEvent ev = td->tg_event;
-	TotalsPlans *plans = plans_for(RelationGetRelid(td->tg_relation));
-	SPIPlanPtr *slot;
-	TotalsSource *s;
-	char	   *rows;
-
-	if (TRIGGER_FIRED_BY_INSERT(ev))
-		slot = &plans->insert_plan;
-	else if (TRIGGER_FIRED_BY_UPDATE(ev))
-		slot = &plans->update_plan;
-	else
-		slot = &plans->delete_plan;
-	if (*slot)
-		return *slot;
-
-	s = load_totals_source(RelationGetRelid(td->tg_relation));
-	if (s == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("table \"%s\" is not attached", RelationGetRelationName(td->tg_relation)),
-				 errhint("Drop the trigger, or attach the table with patron_group.attach_circulations() or attach_money().")));
-	if (TRIGGER_FIRED_BY_INSERT(ev))
-		rows = patron_values_sql(s, "patron_group_new", NULL, false, false);
-	else if (TRIGGER_FIRED_BY_DELETE(ev))
-		rows = patron_values_sql(s, "patron_group_old", NULL, true, false);
-	else
-		rows = psprintf("%s UNION ALL %s",
-						patron_values_sql(s, "patron_group_new", NULL, false, false),
-						patron_values_sql(s, "patron_group_old", NULL, true, false));
-	return kept_plan(slot, aggregate_sql(rows), 0, NULL);
 }
 
 /* Lock the account rows of the given patrons (int8[]), in patron_id order. */
@@ -943,69 +828,116 @@ compare_int64(const void *a, const void *b)
 	return x < y ? -1 : x > y ? 1 : 0;
 }
 
+/* An int8[] Datum of sorted, distinct C values (the input is sorted in place). */
+static Datum
+sorted_int8_array(int64 *v, int *n)
+{
+	Datum	   *d;
+	int			m = 0;
+
+	if (*n > 1)
+		qsort(v, *n, sizeof(int64), compare_int64);
+	for (int i = 0; i < *n; i++)
+		if (m == 0 || v[m - 1] != v[i])
+			v[m++] = v[i];
+	*n = m;
+	d = palloc(sizeof(Datum) * Max(m, 1));
+	for (int i = 0; i < m; i++)
+		d[i] = Int64GetDatum(v[i]);
+	return make_array(d, m, INT8OID);
+}
+
 /*
- * Money that names a transaction: the patron is the transaction's.  Lock
- * order: the accounts first, then read which patron each transaction names,
- * with a fresh snapshot, and count the money for that patron.  A patron
- * merge that reassigns a transaction (see via_trigger) also locks both
- * accounts before it reads the money to move, so whichever comes second sees
- * what the first committed; and neither holds a transaction row while
- * waiting for an account, so a merge that reassigns loans in one statement
- * and transactions in another cannot deadlock with a bill in between.  When
- * the transaction changed patron while we waited, the new patron's account
- * is locked too and the money read again.
+ * Money that names a transaction: the deltas are per transaction, and count
+ * for the transaction's patron.  Lock order: the accounts first, then read
+ * which patron each transaction names, with a fresh snapshot, and count the
+ * money for that patron.  A patron merge that reassigns a transaction (see
+ * via_trigger) also locks both accounts before it reads the money to move,
+ * so whichever comes second sees what the first committed; and neither
+ * holds a transaction row while waiting for an account, so a merge that
+ * reassigns loans in one statement and transactions in another cannot
+ * deadlock with a bill in between.  When the transaction changed patron
+ * while we waited, the new patron's account is locked too and the
+ * transactions read again.  A transaction that does not exist counts for
+ * nobody, as in verify().
  */
 static void
-apply_via_statement(TriggerData *td)
+apply_via_deltas(TotalsPlans *plans, PatronDelta **xacts, int n, DeltaSet *set)
 {
-	SPIPlanPtr	plan = delta_plan(td);
+	int64	   *ids = palloc(sizeof(int64) * n);
+	int			nids = n;
+	Datum		idarray;
 	int64	   *locked = NULL;
 	int			nlocked = 0;
+	DeltaSet	byp;
+	PatronDelta **deltas;
+	int			np;
+
+	for (int i = 0; i < n; i++)
+		ids[i] = xacts[i]->patron;
+	idarray = sorted_int8_array(ids, &nids);
+	memset(&byp, 0, sizeof(byp));
+	byp.cxt = set->cxt;
 
 	for (;;)
 	{
-		SPITupleTable *result;
-		uint64		n;
 		int64	   *missing;
 		int			nmissing = 0;
 
-		if (SPI_execute_plan(plan, NULL, NULL, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not compute totals for \"%s\"", RelationGetRelationName(td->tg_relation));
-		result = SPI_tuptable;
-		n = SPI_processed;
-		if (n == 0)
-			return;
-		missing = palloc(sizeof(int64) * n);
-		for (uint64 r = 0; r < n; r++)
+		CHECK_FOR_INTERRUPTS();
+		if (SPI_execute_plan(plans->resolve_plan, &idarray, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read the transactions' patrons");
+		missing = palloc(sizeof(int64) * Max(SPI_processed, 1));
+		for (uint64 r = 0; r < SPI_processed; r++)
 		{
 			bool		isnull;
-			int64		p = DatumGetInt64(SPI_getbinval(result->vals[r], result->tupdesc, 1, &isnull));
+			Datum		p = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull);
+			int64		patron = DatumGetInt64(p);
 
-			if (nlocked == 0 || !bsearch(&p, locked, nlocked, sizeof(int64), compare_int64))
-				missing[nmissing++] = p;
+			if (!isnull &&
+				(nlocked == 0 || !bsearch(&patron, locked, nlocked, sizeof(int64), compare_int64)))
+				missing[nmissing++] = patron;
 		}
 		if (nmissing == 0)
-		{
-			SPI_tuptable = result;
-			SPI_processed = n;
-			apply_deltas_from_result();
-			return;
-		}
-		/* the result is sorted by patron, so missing is too */
-		{
-			Datum	   *d = palloc(sizeof(Datum) * nmissing);
-
-			for (int i = 0; i < nmissing; i++)
-				d[i] = Int64GetDatum(missing[i]);
-			lock_accounts(make_array(d, nmissing, INT8OID));
-		}
+			break;
+		lock_accounts(sorted_int8_array(missing, &nmissing));
 		locked = locked ? repalloc(locked, sizeof(int64) * (nlocked + nmissing))
 			: palloc(sizeof(int64) * nmissing);
 		memcpy(locked + nlocked, missing, sizeof(int64) * nmissing);
 		nlocked += nmissing;
 		qsort(locked, nlocked, sizeof(int64), compare_int64);
-		SPI_freetuptable(result);
 	}
+
+	/* every patron is locked and the transactions were read after that: sum by patron */
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		int64		xact = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
+		Datum		p = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull);
+		PatronDelta key;
+		PatronDelta *keyp = &key;
+		PatronDelta **found;
+		PatronDelta *x;
+		PatronDelta *d;
+
+		if (isnull)
+			continue;
+		key.patron = xact;
+		found = bsearch(&keyp, xacts, n, sizeof(PatronDelta *), compare_deltas);
+		if (found == NULL)
+			continue;
+		x = *found;
+		d = delta_for(&byp, DatumGetInt64(p));
+		d->out += x->out;
+		d->lost += x->lost;
+		if (x->billed)
+			add_amount(&byp, &d->billed, &d->billed_room, NumericGetDatum(x->billed), false);
+		if (x->paid)
+			add_amount(&byp, &d->paid, &d->paid_room, NumericGetDatum(x->paid), false);
+	}
+	deltas = nonzero_deltas(&byp, &np);
+	if (np > 0)
+		apply_deltas(deltas, np);
 }
 
 /*
@@ -1027,25 +959,14 @@ pg_totals_trigger(PG_FUNCTION_ARGS)
 	int			n;
 
 	plans = plans_for(RelationGetRelid(td->tg_relation));
-	if (TRIGGER_FIRED_BY_TRUNCATE(ev) || !plans->compiled || plans->via)
+	if (TRIGGER_FIRED_BY_TRUNCATE(ev) || !plans->compiled)
 	{
 		SPI_connect();
-		SPI_register_trigger_data(td);
 		become_extension_owner(&oc);
 		if (TRIGGER_FIRED_BY_TRUNCATE(ev))
 			rebuild_totals(NULL);
 		else
-		{
-			if (!plans->compiled)
-				compile_row_values(plans, td->tg_relation);
-			if (plans->via)
-			{
-				apply_via_statement(td);
-				restore_user(&oc);
-				SPI_finish();
-				return PointerGetDatum(NULL);
-			}
-		}
+			compile_row_values(plans, td->tg_relation);
 		restore_user(&oc);
 		SPI_finish();
 		if (TRIGGER_FIRED_BY_TRUNCATE(ev))
@@ -1064,12 +985,221 @@ pg_totals_trigger(PG_FUNCTION_ARGS)
 	{
 		SPI_connect();
 		become_extension_owner(&oc);
-		apply_deltas(deltas, n);
+		if (OidIsValid(plans->via_relid))
+			apply_via_deltas(plans, deltas, n, &set);
+		else
+			apply_deltas(deltas, n);
 		restore_user(&oc);
 		SPI_finish();
 	}
 	MemoryContextDelete(set.cxt);
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * The patrons with a new loan that is out and not lost among the rows an
+ * INSERT on a circulation table added, sorted and distinct, as the totals
+ * count them (limits.c refuses them over a limit).  The caller is connected
+ * to SPI and runs as the extension owner.
+ */
+int64 *
+new_open_loans(TriggerData *td, int *count)
+{
+	TotalsPlans *plans = plans_for(RelationGetRelid(td->tg_relation));
+	ExprContext *econtext;
+	TupleTableSlot *slot;
+	Tuplestorestate *rows = td->tg_newtable;
+	int64	   *result;
+	int			n = 0,
+				max = 16;
+	int			ptr;
+
+	if (!plans->compiled)
+		compile_row_values(plans, td->tg_relation);
+	econtext = plans->econtext;
+	slot = plans->slot;
+	result = palloc(sizeof(int64) * max);
+	ptr = tuplestore_alloc_read_pointer(rows, EXEC_FLAG_REWIND);
+	tuplestore_select_read_pointer(rows, ptr);
+	tuplestore_rescan(rows);
+	econtext->ecxt_scantuple = slot;
+	while (tuplestore_gettupleslot(rows, true, false, slot))
+	{
+		bool		isnull;
+		Datum		key;
+		int32		out = 0,
+					lost = 0;
+
+		ResetExprContext(econtext);
+		key = ExecEvalExprSwitchContext(plans->row_exprs[0], econtext, &isnull);
+		if (isnull)
+			continue;
+		if (plans->row_exprs[1])
+		{
+			bool		n1;
+			Datum		v = ExecEvalExprSwitchContext(plans->row_exprs[1], econtext, &n1);
+
+			out = n1 ? 0 : DatumGetInt32(v);
+		}
+		if (plans->row_exprs[2])
+		{
+			bool		n2;
+			Datum		v = ExecEvalExprSwitchContext(plans->row_exprs[2], econtext, &n2);
+
+			lost = n2 ? 0 : DatumGetInt32(v);
+		}
+		if (out - lost <= 0)
+			continue;
+		if (n == max)
+		{
+			max *= 2;
+			result = repalloc(result, sizeof(int64) * max);
+		}
+		result[n++] = plans->key_type == INT8OID ? DatumGetInt64(key) :
+			plans->key_type == INT4OID ? DatumGetInt32(key) : DatumGetInt16(key);
+	}
+	ExecClearTuple(slot);
+	ResetExprContext(econtext);
+	(void) sorted_int8_array(result, &n);
+	*count = n;
+	return result;
+}
+
+/*
+ * SQL: the money of the transactions in $1 (int8[]), over every money table
+ * naming this transaction table, one row per transaction: id, o, l, b, y.
+ */
+static char *
+money_of_xacts_sql(List *sources)
+{
+	StringInfoData rows;
+	ListCell   *lc;
+
+	initStringInfo(&rows);
+	foreach(lc, sources)
+		appendStringInfo(&rows, "%sSELECT m.xact_id::pg_catalog.int8 AS x, m.items_out AS o, "
+						 "m.items_lost AS l, m.amount_billed AS b, m.amount_paid AS y FROM %s m "
+						 "WHERE m.xact_id OPERATOR(pg_catalog.=) ANY ($1)",
+						 rows.len ? " UNION ALL " : "", ((TotalsSource *) lfirst(lc))->mapping_name);
+	return psprintf("SELECT d.x, pg_catalog.sum(d.o)::pg_catalog.int8, pg_catalog.sum(d.l)::pg_catalog.int8, "
+					"pg_catalog.sum(d.b), pg_catalog.sum(d.y) FROM (%s) d GROUP BY d.x", rows.data);
+}
+
+static TextPlan money_of_xacts_plan;
+
+/* A transaction whose money moves, and between whom (NULL side: nobody). */
+typedef struct XactMove
+{
+	int64		id;
+	bool		has_from;
+	int64		from;
+	bool		has_to;
+	int64		to;
+} XactMove;
+
+static int
+compare_moves(const void *a, const void *b)
+{
+	return compare_int64(&((const XactMove *) a)->id, &((const XactMove *) b)->id);
+}
+
+/*
+ * Move the money of some transactions: for each, minus its money for its
+ * 'from' patron and plus it for its 'to' patron, over every money table
+ * naming this transaction table.  The accounts are locked by the caller,
+ * before the money is read.
+ */
+static void
+move_xact_money(List *sources, XactMove *moves, int n)
+{
+	Oid			types[1] = {INT8ARRAYOID};
+	int64	   *ids = palloc(sizeof(int64) * Max(n, 1));
+	int			nids = n;
+	Datum		idarray;
+	DeltaSet	set;
+	PatronDelta **deltas;
+	int			np;
+	SPITupleTable *money;
+	uint64		nmoney;
+
+	qsort(moves, n, sizeof(XactMove), compare_moves);
+	for (int i = 0; i < n; i++)
+		ids[i] = moves[i].id;
+	idarray = sorted_int8_array(ids, &nids);
+	if (SPI_execute_plan(kept_plan_for_text(&money_of_xacts_plan, money_of_xacts_sql(sources), 1, types),
+						 &idarray, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the money of the transactions");
+	money = SPI_tuptable;
+	nmoney = SPI_processed;
+
+	memset(&set, 0, sizeof(set));
+	set.cxt = AllocSetContextCreate(CurrentMemoryContext, "patron_group moved money",
+									ALLOCSET_DEFAULT_SIZES);
+	for (uint64 r = 0; r < nmoney; r++)
+	{
+		bool		isnull;
+		XactMove	key;
+		XactMove   *m;
+		Datum		v[4];
+		bool		vnull[4];
+
+		CHECK_FOR_INTERRUPTS();
+		key.id = DatumGetInt64(SPI_getbinval(money->vals[r], money->tupdesc, 1, &isnull));
+		m = bsearch(&key, moves, n, sizeof(XactMove), compare_moves);
+		if (m == NULL)
+			continue;
+		for (int c = 0; c < 4; c++)
+			v[c] = SPI_getbinval(money->vals[r], money->tupdesc, c + 2, &vnull[c]);
+		for (int side = 0; side < 2; side++)
+		{
+			PatronDelta *d;
+
+			if (side == 0 ? !m->has_from : !m->has_to)
+				continue;
+			d = delta_for(&set, side == 0 ? m->from : m->to);
+			if (!vnull[0])
+				d->out += side == 0 ? -DatumGetInt64(v[0]) : DatumGetInt64(v[0]);
+			if (!vnull[1])
+				d->lost += side == 0 ? -DatumGetInt64(v[1]) : DatumGetInt64(v[1]);
+			if (!vnull[2])
+				add_amount(&set, &d->billed, &d->billed_room, v[2], side == 0);
+			if (!vnull[3])
+				add_amount(&set, &d->paid, &d->paid_room, v[3], side == 0);
+		}
+	}
+	deltas = nonzero_deltas(&set, &np);
+	if (np > 0)
+		apply_deltas(deltas, np);
+	MemoryContextDelete(set.cxt);
+}
+
+/* The attribute number of a column of a trigger's table, by name. */
+static AttrNumber
+column_of(TriggerData *td, const char *name)
+{
+	int			attnum = SPI_fnumber(RelationGetDescr(td->tg_relation), name);
+
+	if (attnum <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of relation \"%s\" does not exist",
+						name, RelationGetRelationName(td->tg_relation)),
+				 errhint("Detach the money tables that name this transaction table and attach them again.")));
+	return attnum;
+}
+
+/* An int8 column of a tuple, or false when it is NULL. */
+static bool
+tuple_int8(HeapTuple tup, TupleDesc desc, AttrNumber attnum, int64 *value)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tup, attnum, desc, &isnull);
+	Oid			type = TupleDescAttr(desc, attnum - 1)->atttypid;
+
+	if (isnull)
+		return false;
+	*value = type == INT2OID ? DatumGetInt16(d) : type == INT4OID ? DatumGetInt32(d) : DatumGetInt64(d);
+	return true;
 }
 
 /*
@@ -1086,8 +1216,6 @@ pg_via_trigger(PG_FUNCTION_ARGS)
 	Oid			relid;
 	OwnerContext oc;
 	List	   *sources;
-	ListCell   *lc;
-	StringInfoData rows;
 	TotalsSource *first;
 	HeapTuple	result = NULL;
 
@@ -1113,72 +1241,72 @@ pg_via_trigger(PG_FUNCTION_ARGS)
 	}
 	first = linitial(sources);
 
-	initStringInfo(&rows);
 	if (TRIGGER_FIRED_BY_DELETE(ev) && TRIGGER_FIRED_BEFORE(ev) && TRIGGER_FIRED_FOR_ROW(ev))
 	{
-		TupleDesc	desc = td->tg_relation->rd_att;
-		char	   *id = SPI_getvalue(td->tg_trigtuple, desc,
-									  SPI_fnumber(desc, first->via_id_name));
-		char	   *patron = SPI_getvalue(td->tg_trigtuple, desc,
-										  SPI_fnumber(desc, first->via_patron_name));
+		TupleDesc	desc = RelationGetDescr(td->tg_relation);
+		int64		id,
+					patron;
 
 		result = td->tg_trigtuple;
-		if (id && patron)
+		if (tuple_int8(td->tg_trigtuple, desc, column_of(td, first->via_id_name), &id) &&
+			tuple_int8(td->tg_trigtuple, desc, column_of(td, first->via_patron_name), &patron))
 		{
-			/* the account first, then read the money (see apply_via_statement) */
-			if (SPI_execute(psprintf("SELECT NULL FROM " PG_SCHEMA ".accounts "
-									 "WHERE patron_id OPERATOR(pg_catalog.=) %s::pg_catalog.int8 FOR UPDATE",
-									 quote_literal_cstr(patron)), false, 0) != SPI_OK_SELECT)
-				elog(ERROR, "could not lock accounts");
-			foreach(lc, sources)
-			{
-				TotalsSource *s = lfirst(lc);
+			XactMove	move = {id, true, patron, false, 0};
+			int			one = 1;
 
-				appendStringInfo(&rows, "%sSELECT %s::pg_catalog.int8 AS p, OPERATOR(pg_catalog.-) x.o AS o, "
-								 "OPERATOR(pg_catalog.-) x.l AS l, OPERATOR(pg_catalog.-) x.b AS b, "
-								 "OPERATOR(pg_catalog.-) x.y AS y FROM (%s) x",
-								 rows.len ? " UNION ALL " : "", quote_literal_cstr(patron),
-								 row_values_sql(s, s->relname,
-												psprintf("r.%s OPERATOR(pg_catalog.=) %s",
-														 s->patron_column, quote_literal_cstr(id))));
-			}
+			/* the account first, then read the money (see apply_via_deltas) */
+			lock_accounts(sorted_int8_array(&patron, &one));
+			move_xact_money(sources, &move, 1);
 		}
 	}
 	else if (TRIGGER_FIRED_BY_UPDATE(ev) && TRIGGER_FIRED_AFTER(ev) && TRIGGER_FIRED_FOR_STATEMENT(ev))
 	{
-		char	   *changed = psprintf("SELECT o.%s AS id, o.%s::pg_catalog.int8 AS op, n.%s::pg_catalog.int8 AS np "
-									   "FROM patron_group_old o JOIN patron_group_new n "
-									   "ON o.%s OPERATOR(pg_catalog.=) n.%s "
-									   "WHERE o.%s IS DISTINCT FROM n.%s",
-									   first->via_id_column, first->via_patron_column,
-									   first->via_patron_column, first->via_id_column,
-									   first->via_id_column, first->via_patron_column,
-									   first->via_patron_column);
+		SPITupleTable *changed;
+		uint64		nchanged;
 
-		/*
-		 * Lock both accounts of every reassigned transaction before reading
-		 * its money, so that a bill being counted for the old patron either
-		 * commits first and is moved here, or waits and then counts for the
-		 * new patron (see apply_via_statement).
-		 */
-		if (SPI_execute(psprintf("SELECT NULL FROM " PG_SCHEMA ".accounts a "
-								 "WHERE a.patron_id OPERATOR(pg_catalog.=) ANY (ARRAY("
-								 "SELECT c.op FROM (%s) c UNION SELECT c.np FROM (%s) c)) "
-								 "ORDER BY a.patron_id FOR UPDATE OF a", changed, changed),
-						false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not lock accounts");
-		foreach(lc, sources)
+		/* the transactions whose patron changed: id, old patron, new patron */
+		if (SPI_execute(psprintf("SELECT o.%s::pg_catalog.int8, o.%s::pg_catalog.int8, n.%s::pg_catalog.int8 "
+								 "FROM patron_group_old o JOIN patron_group_new n "
+								 "ON o.%s OPERATOR(pg_catalog.=) n.%s "
+								 "WHERE o.%s IS DISTINCT FROM n.%s",
+								 first->via_id_column, first->via_patron_column,
+								 first->via_patron_column, first->via_id_column,
+								 first->via_id_column, first->via_patron_column,
+								 first->via_patron_column), false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read the reassigned transactions");
+		changed = SPI_tuptable;
+		nchanged = SPI_processed;
+		if (nchanged > 0)
 		{
-			TotalsSource *s = lfirst(lc);
-			char	   *vals = row_values_sql(s, s->relname,
-											  psprintf("r.%s OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT c.id FROM (%s) c))",
-													   s->patron_column, changed));
+			XactMove   *moves = palloc(sizeof(XactMove) * nchanged);
+			int64	   *both = palloc(sizeof(int64) * nchanged * 2);
+			int			nboth = 0;
 
-			appendStringInfo(&rows, "%sSELECT c.np AS p, x.o, x.l, x.b, x.y FROM (%s) c JOIN (%s) x ON x.k OPERATOR(pg_catalog.=) c.id "
-							 "UNION ALL SELECT c.op, OPERATOR(pg_catalog.-) x.o, OPERATOR(pg_catalog.-) x.l, "
-							 "OPERATOR(pg_catalog.-) x.b, OPERATOR(pg_catalog.-) x.y FROM (%s) c JOIN (%s) x "
-							 "ON x.k OPERATOR(pg_catalog.=) c.id",
-							 rows.len ? " UNION ALL " : "", changed, vals, changed, vals);
+			for (uint64 r = 0; r < nchanged; r++)
+			{
+				bool		isnull;
+
+				CHECK_FOR_INTERRUPTS();
+				moves[r].id = DatumGetInt64(SPI_getbinval(changed->vals[r], changed->tupdesc, 1, &isnull));
+				/* a transaction of nobody counts for nobody */
+				moves[r].from = DatumGetInt64(SPI_getbinval(changed->vals[r], changed->tupdesc, 2, &isnull));
+				moves[r].has_from = !isnull;
+				if (!isnull)
+					both[nboth++] = moves[r].from;
+				moves[r].to = DatumGetInt64(SPI_getbinval(changed->vals[r], changed->tupdesc, 3, &isnull));
+				moves[r].has_to = !isnull;
+				if (!isnull)
+					both[nboth++] = moves[r].to;
+			}
+
+			/*
+			 * Lock both accounts of every reassigned transaction before
+			 * reading its money, so that a bill being counted for the old
+			 * patron either commits first and is moved here, or waits and
+			 * then counts for the new patron (see apply_via_deltas).
+			 */
+			lock_accounts(sorted_int8_array(both, &nboth));
+			move_xact_money(sources, moves, (int) nchanged);
 		}
 	}
 	else
@@ -1187,12 +1315,6 @@ pg_via_trigger(PG_FUNCTION_ARGS)
 				 errmsg("via_trigger fired for an unexpected event"),
 				 errhint("Create it with patron_group.attach_money().")));
 
-	if (rows.len)
-	{
-		if (SPI_execute(aggregate_sql(rows.data), false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not compute totals for \"%s\"", RelationGetRelationName(td->tg_relation));
-		apply_deltas_from_result();
-	}
 	restore_user(&oc);
 	SPI_finish();
 	return PointerGetDatum(result);

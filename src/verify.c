@@ -37,7 +37,6 @@ rebuild_totals(ArrayType *patron_ids)
 	List	   *sources = load_totals_sources(InvalidOid);
 	Oid			types[1] = {INT8ARRAYOID};
 	Datum		values[1] = {PointerGetDatum(patron_ids)};
-	const char *filter = patron_ids ? "$1" : NULL;
 	const char *where = patron_ids ? "WHERE patron_id OPERATOR(pg_catalog.=) ANY ($1)" : "";
 	int			nargs = patron_ids ? 1 : 0;
 	uint64		fixed;
@@ -54,7 +53,7 @@ rebuild_totals(ArrayType *patron_ids)
 									   "WHERE a.patron_id OPERATOR(pg_catalog.=) x.patron_id "
 									   "AND (a.items_out, a.items_lost, a.amount_billed, a.amount_paid) "
 									   "IS DISTINCT FROM (x.o, x.l, x.b, x.y)",
-									   expected_totals_sql(sources, filter),
+									   expected_totals_sql(sources, patron_ids != NULL),
 									   patron_ids ? "WHERE a2.patron_id OPERATOR(pg_catalog.=) ANY ($1)" : ""),
 							  nargs, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not rebuild account totals");
@@ -133,7 +132,7 @@ pg_verify(PG_FUNCTION_ARGS)
 				   "('amount_paid', g.amount_paid, COALESCE(s.y, 0))) v(item, recorded, actual) "
 				   "WHERE v.recorded IS DISTINCT FROM v.actual "
 				   "ORDER BY 1 DESC, 2, 3",
-				   expected_totals_sql(load_totals_sources(InvalidOid), NULL));
+				   expected_totals_sql(load_totals_sources(InvalidOid), false));
 	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "verify failed");
 	for (uint64 r = 0; r < SPI_processed; r++)

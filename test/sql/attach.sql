@@ -78,6 +78,8 @@ SELECT try($$SELECT patron_group.attach_cards('ev.card', 'usr', barcode_column =
 SELECT state() = :'before' AS unchanged;
 SELECT patron_group.attach_cards('ev.card', patron_column => 'usr', barcode_column => 'barcode',
     active_when => 'active');
-SELECT kind, patron_column, barcode_column, condition FROM patron_group.attachments ORDER BY kind;
+SELECT kind, patron_column, barcode_column, mapping FROM patron_group.attachments ORDER BY kind;
+-- the active condition is kept parsed, in the card table's mapping view
+SELECT pg_get_viewdef(mapping) FROM patron_group.attachments WHERE kind = 'cards';
 SELECT try($$SELECT patron_group.detach('ev.usr')$$);  -- cards still attached
 SELECT try($$SELECT patron_group.detach('ko.borrowers')$$);

@@ -282,16 +282,16 @@ SELECT hx.outcome($$SELECT patron_group.move_to_group(9223372036854775807, 1)$$)
 SELECT patron_id, group_id FROM patron_group.accounts ORDER BY patron_id;
 SELECT * FROM patron_group.verify();
 
--- The update from 1.0 rebuilds the barcode indexes, whose entries the
--- 1.0 normalizer computed: the index's file is new, lookups use it
+-- A library newer than the schema installed refuses it, saying what to do,
+-- and works once ALTER EXTENSION UPDATE has run.  (The update from 1.0 and
+-- 1.1 with their own libraries in use is test/t/022_upgrade.pl.)
 SELECT patron_group.detach_all() > 0 AS detached;
 DROP EXTENSION patron_group;
-CREATE EXTENSION patron_group VERSION '1.0';
-SELECT patron_group.attach_patrons('hx.patron', barcode_column => 'barcode');
-SELECT pg_relation_filenode(barcode_index::regclass) AS filenode_before FROM patron_group.attachments \gset
-ALTER EXTENSION patron_group UPDATE TO '1.1';
+CREATE EXTENSION patron_group VERSION '1.1';
+SELECT hx.outcome($$SELECT patron_group.attach_patrons('hx.patron', barcode_column => 'barcode')$$);
+ALTER EXTENSION patron_group UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'patron_group';
-SELECT pg_relation_filenode(barcode_index::regclass) <> :filenode_before AS reindexed FROM patron_group.attachments;
+SELECT patron_group.attach_patrons('hx.patron', barcode_column => 'barcode');
 SET enable_seqscan = off;
 SELECT patron_group.resolve_barcode(U&'\FF12\FF19 000 003');
 RESET enable_seqscan;

@@ -128,13 +128,32 @@ SELECT fn, has_function_privilege('regress_lim_staff', fn, 'EXECUTE') AS staff,
                       'patron_group.override_limits(text)',
                       'patron_group.enforce_limits(regclass,boolean)',
                       'patron_group.payment_plan(bigint,numeric,bigint)']) AS fn;
+-- changing a limit is not a staff right: lifting one and putting it back
+-- would let any checkout through, unrecorded
 SET ROLE regress_lim_staff;
-SELECT patron_group.set_limits(NULL, max_items_lost => 5);
+SELECT try($$SELECT patron_group.set_limits(NULL, max_items_lost => 5)$$);
+SELECT try($$SELECT patron_group.clear_limits(10)$$);
 SELECT try($$SELECT patron_group.override_limits('why not')$$);
+SELECT try($$DELETE FROM patron_group.limits$$);
 RESET ROLE;
+-- a supervisor may, and every change is in the history
+CREATE ROLE regress_lim_supervisor;
+SELECT patron_group.grant_supervisor('regress_lim_supervisor');
+SET patron_group.application_user = 'supervisor-1';
+SET ROLE regress_lim_supervisor;
+SELECT patron_group.set_limits(NULL, max_items_lost => 5);
+SELECT patron_group.set_limits(NULL, max_items_lost => 4, max_balance_owed => 2.50);
+SELECT patron_group.clear_limits(NULL);
+SELECT patron_group.clear_limits(NULL);       -- nothing to remove, nothing recorded
+RESET ROLE;
+RESET patron_group.application_user;
+SELECT db_role, app_user, action, patron_id, to_group, detail
+    FROM patron_group.history WHERE action LIKE 'limits%' ORDER BY event_id;
+SELECT patron_group.revoke_supervisor('regress_lim_supervisor');
+SELECT has_function_privilege('regress_lim_supervisor', 'patron_group.set_limits(bigint,numeric,bigint,bigint,bigint)', 'EXECUTE') AS still_supervisor;
+DROP ROLE regress_lim_supervisor;
 SELECT patron_group.revoke_staff('regress_lim_staff');
 DROP ROLE regress_lim_staff;
-SELECT patron_group.clear_limits(NULL);
 
 SELECT * FROM patron_group.verify();
 

@@ -198,19 +198,13 @@ foreach my $name (sort keys %timeless)
 # patron 1) sees her own loans and Sofia's (consent), not Jürgen's.
 foreach my $db ('library', 'restored', 'restored_par', 'restored_sql')
 {
-	my ($r, $o, $e) = $node->psql(
-			$db, q{
-SET ROLE signin;
-SELECT patron_group.issue_token(1) AS token \gset
-SET ROLE opac;
-BEGIN;
-SELECT patron_group.act_as_token(:'token') IS NOT NULL;
-SELECT string_agg(DISTINCT patron::text, ',' ORDER BY patron::text)
-  FROM ils.circulation WHERE checkin_at IS NULL;
-COMMIT;
-SELECT count(*) FROM ils.circulation;
-});
-	is("$o$e", "t\n1,2\n0",
+	my $token = $node->safe_psql($db, q{SET ROLE signin; SELECT patron_group.issue_token(1)});
+	my ($o, $e) = bound_session($node, $db, ['SET ROLE opac'], ['BEGIN'],
+		[q{SELECT patron_group.act_as_token($1)}, $token],
+		[q{SELECT string_agg(DISTINCT patron::text, ',' ORDER BY patron::text)
+		     FROM ils.circulation WHERE checkin_at IS NULL}],
+		['COMMIT'], [q{SELECT count(*) FROM ils.circulation}]);
+	is("$o$e", "1\n1,2\n0",
 		"$db: the catalogue acting for the lead sees her and her consenting daughter's loans only"
 	);
 }

@@ -112,31 +112,22 @@ is($primary->safe_psql('library', 'SELECT * FROM patron_group.verify()'),
 
 # a catalogue connected to the standby acts for Maria with a token issued on
 # the primary and sees her loans and her consenting daughter's
-($ret, $stdout, $stderr) = $standby->psql(
-	'library', qq{
-SET ROLE opac;
-BEGIN;
-SELECT patron_group.act_as_token('$token');
-SELECT string_agg(DISTINCT patron::text, ',' ORDER BY patron::text)
-  FROM ils.circulation WHERE checkin_at IS NULL;
-COMMIT;
-});
+($stdout, $stderr) = bound_session($standby, 'library', ['SET ROLE opac'], ['BEGIN'],
+	[q{SELECT patron_group.act_as_token($1)}, $token],
+	[q{SELECT string_agg(DISTINCT patron::text, ',' ORDER BY patron::text)
+	     FROM ils.circulation WHERE checkin_at IS NULL}],
+	['COMMIT']);
 is($stderr, '', 'standby: act_as_token() with a token from the primary');
 is($stdout, "1\n1,2", 'standby: the catalogue sees the lead\'s and the consenting member\'s loans');
 
 # the service that signs patrons in may use the standby too: the secret
 # exists, so issuing a token only reads it
-($ret, $stdout, $stderr) = $standby->psql(
-	'library', q{
-SET ROLE signin;
-SELECT patron_group.issue_token(2) AS token \gset
-SET ROLE opac;
-BEGIN;
-SELECT patron_group.act_as_token(:'token');
-COMMIT;
-});
+($ret, $stdout, $stderr) = $standby->psql('library',
+	q{SET ROLE signin; SELECT patron_group.issue_token(2)});
 is($stderr, '', 'standby: issue_token() once the primary has a secret');
-is($stdout, '2', 'standby: a token issued on the standby is accepted');
+($stdout, $stderr) = bound_session($standby, 'library', ['SET ROLE opac'], ['BEGIN'],
+	[q{SELECT patron_group.act_as_token($1)}, $stdout], ['COMMIT']);
+is("$stdout$stderr", '2', 'standby: a token issued on the standby is accepted');
 
 # --- writes fail with the read-only error ------------------------------------
 

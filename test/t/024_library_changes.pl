@@ -1,5 +1,6 @@
 # The library system changes under the extension: an attached table
-# dropped (an upgrade of the library system replacing its payments table),
+# dropped (an upgrade of the library system replacing its payments table,
+# with CASCADE, since the table's mapping view depends on it),
 # its schema renamed.  The extension goes on working, health() says what
 # is wrong, and the extension can still be detached and removed.  The server restarts after a crash here, so that a crash fails
 # this test and not the ones after it.
@@ -25,8 +26,14 @@ $node->safe_psql('library', 'CREATE EXTENSION patron_group');
 attach_library($node, 'library');
 $node->safe_psql('library', q{SELECT patron_group.protect('ils.payment')});
 
+# the mapping view depends on the table, as a view or a foreign key would:
+# a plain DROP is refused and says why; with CASCADE the view goes too
 my ($ret, $stdout, $stderr) = $node->psql('library', 'DROP TABLE ils.payment');
-is($stderr, '', 'an attached, protected table can be dropped');
+like($stderr, qr/view patron_group\.payment_map depends on table ils\.payment/,
+	'dropping an attached table is refused, naming its mapping view');
+($ret, $stdout, $stderr) = $node->psql('library', 'DROP TABLE ils.payment CASCADE');
+like($stderr, qr/drop cascades to view patron_group\.payment_map/,
+	'an attached, protected table can be dropped with CASCADE');
 
 # Run SQL; if the server crashed, wait until it accepts connections again.
 sub run_sql

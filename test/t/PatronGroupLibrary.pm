@@ -10,11 +10,12 @@ use warnings;
 use Exporter 'import';
 use File::Basename;
 use File::Spec;
+use DBI;
 use IPC::Run;
 use PostgreSQL::Test::Utils;
 
 our @EXPORT = qw(demo_file load_library attach_library run_scenario
-  snapshot snapshot_queries after_workload extension_catalog run_cmd);
+  snapshot snapshot_queries after_workload extension_catalog run_cmd bound_session);
 
 # demo/ is two levels above this file (test/t/)
 sub demo_file
@@ -41,6 +42,35 @@ sub run_cmd
 	chomp($stdout);
 	chomp($stderr);
 	return ($ok ? 1 : 0, $stdout, $stderr);
+}
+
+# Run statements over one connection of the extended query protocol, each
+# with its bind parameters, as a catalogue passes a patron's token: every
+# argument is [sql, parameters...].  Returns the rows of every statement that
+# returns any, as psql -At prints them (columns joined by '|', rows by
+# newlines), and the first error, if any (the statements after it are not
+# run).
+sub bound_session
+{
+	my ($node, $db, @statements) = @_;
+	my $dbh = DBI->connect('dbi:Pg:dbname=' . $db . ';host=' . $node->host . ';port=' . $node->port,
+		'', '', { RaiseError => 0, PrintError => 0, AutoCommit => 1 });
+	return ('', DBI->errstr) unless $dbh;
+	my (@rows, $error);
+	foreach my $s (@statements)
+	{
+		my ($sql, @params) = @$s;
+		my $sth = $dbh->prepare($sql);
+		if (!$sth || !defined $sth->execute(@params))
+		{
+			$error = $dbh->errstr;
+			last;
+		}
+		push @rows, map { join('|', map { $_ // '' } @$_) } @{ $sth->fetchall_arrayref }
+		  if $sth->{NUM_OF_FIELDS};
+	}
+	$dbh->disconnect;
+	return (join("\n", @rows), $error // '');
 }
 
 # Create database $db with the sample library's tables and data.
@@ -99,10 +129,12 @@ sub snapshot_queries
 	$q{'patron_facing_roles'} =
 	  q{SELECT string_agg(role_name::text || ' ' || registered_by, E'\n' ORDER BY role_name::text)
 	      FROM patron_group.patron_facing_roles};
+	# (the columns every version has; since 1.2 the conditions are in the
+	# mapping views, compared with the other views)
 	$q{'attachments'} =
 	  q{SELECT string_agg(concat_ws(' ', relid::text, kind, id_column, patron_column,
 	                                barcode_column, name_columns::text, clone_columns::text,
-	                                condition, due_column, lost_condition, money_kind,
+	                                due_column, money_kind,
 	                                amount_column, via_relid::text, via_id_column,
 	                                via_patron_column, protected, attached_at, attached_by),
 	                      E'\n' ORDER BY relid::text)

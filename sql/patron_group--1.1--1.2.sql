@@ -1,0 +1,533 @@
+/* patron_group 1.1 -> 1.2: upgrade script */
+
+\echo Use "ALTER EXTENSION patron_group UPDATE" to load this file. \quit
+
+-- ===========================================================================
+-- Mappings stored as parsed node trees
+--
+-- 1.1 kept each attached table's conditions (open_when, lost_when,
+-- counts_when, active_when) as text and parsed them again whenever it
+-- counted, under whatever search_path was in force.  From 1.2 each attached
+-- table has a mapping view, patron_group.<table>_map: PostgreSQL stores it
+-- parsed, records what it depends on, and dumps it as qualified SQL.
+-- ===========================================================================
+
+ALTER TABLE @extschema@.attachments ADD COLUMN mapping regclass;
+COMMENT ON COLUMN @extschema@.attachments.mapping IS
+'The view that reads the attached table as patron_group counts it (its conditions, parsed once)';
+
+CREATE FUNCTION @extschema@.make_mapping_view(attached_table regclass, condition text, lost_condition text)
+RETURNS regclass
+AS 'MODULE_PATHNAME', 'pg_make_mapping_view'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+UPDATE @extschema@.attachments
+   SET mapping = @extschema@.make_mapping_view(relid, condition, lost_condition);
+DROP FUNCTION @extschema@.make_mapping_view(regclass, text, text);
+
+-- The status view showed the conditions' text; it now shows the mapping view
+-- and its definition.  The rest is as in 1.1, and every child table and
+-- partition of a protected table, and the transaction tables behind
+-- protected money, must carry the policies too.
+CREATE OR REPLACE VIEW @extschema@.attachment_status WITH (security_invoker = true) AS
+WITH RECURSIVE t AS (
+    SELECT a.relid, a.kind, a.protected, a.attached_at, a.attached_by, a.via_relid,
+           pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+               'id_column', a.id_column, 'patron_column', a.patron_column,
+               'barcode_column', a.barcode_column, 'name_columns', a.name_columns,
+               'clone_columns', a.clone_columns,
+               'due_column', a.due_column,
+               'money_kind', a.money_kind, 'amount_column', a.amount_column,
+               'via', a.via_relid::text, 'via_id_column', a.via_id_column,
+               'via_patron_column', a.via_patron_column,
+               'mapping_view', a.mapping::text,
+               'mapping_definition', CASE WHEN pg_catalog.to_regclass(a.mapping::text) IS NOT NULL
+                                          THEN pg_catalog.pg_get_viewdef(a.mapping) END)) AS mapping,
+           CASE a.kind
+               WHEN 'patrons' THEN ARRAY['patron_group_insert', 'patron_group_delete',
+                                         'patron_group_update', 'patron_group_truncate']
+               WHEN 'cards' THEN ARRAY[]::text[]
+               ELSE ARRAY['patron_group_totals_insert', 'patron_group_totals_update',
+                          'patron_group_totals_delete', 'patron_group_totals_truncate']
+           END AS expected_triggers,
+           CASE WHEN a.via_relid IS NOT NULL
+               THEN ARRAY['patron_group_via_delete', 'patron_group_via_update',
+                          'patron_group_via_truncate']
+               ELSE ARRAY[]::text[] END AS expected_via_triggers,
+           CASE WHEN a.protected
+               THEN ARRAY['patron_group_everyone', 'patron_group_patron_insert',
+                          'patron_group_patron_update', 'patron_group_patron_delete']
+                    || CASE WHEN EXISTS (SELECT FROM @extschema@.patron_facing_roles)
+                            THEN ARRAY['patron_group_patron_read'] ELSE ARRAY[]::text[] END
+               ELSE ARRAY[]::text[] END AS expected_policies,
+           a.barcode_index,
+           a.mapping AS mapping_view,
+           CASE WHEN a.kind IN ('circulations', 'money') THEN a.patron_column END AS indexed_column
+      FROM @extschema@.attachments a
+),
+-- what a protected attachment protects: its tree, and its transaction table's tree
+protects(root, member) AS (
+    SELECT t.relid::pg_catalog.oid, t.relid::pg_catalog.oid FROM t WHERE t.protected
+    UNION
+    SELECT t.relid::pg_catalog.oid, t.via_relid::pg_catalog.oid FROM t
+     WHERE t.protected AND t.via_relid IS NOT NULL
+    UNION
+    SELECT p.root, i.inhrelid FROM protects p
+      JOIN pg_catalog.pg_inherits i ON i.inhparent = p.member
+),
+s AS (
+    SELECT t.*,
+           ARRAY(SELECT tg.tgname::text FROM pg_catalog.pg_trigger tg
+                  WHERE tg.tgrelid = t.relid AND tg.tgname::text = ANY (t.expected_triggers)
+                    AND tg.tgenabled <> 'D' ORDER BY 1) AS triggers,
+           ARRAY(SELECT tg.tgname::text FROM pg_catalog.pg_trigger tg
+                  WHERE tg.tgrelid IN (t.relid, t.via_relid)
+                    AND tg.tgname::text = ANY (t.expected_triggers || t.expected_via_triggers)
+                    AND tg.tgenabled = 'D') AS disabled_triggers,
+           ARRAY(SELECT tg.tgname::text FROM pg_catalog.pg_trigger tg
+                  WHERE tg.tgrelid = t.via_relid AND tg.tgname::text = ANY (t.expected_via_triggers)
+                    AND tg.tgenabled <> 'D' ORDER BY 1) AS via_triggers,
+           ARRAY(SELECT p.polname::text FROM pg_catalog.pg_policy p
+                  WHERE p.polrelid = t.relid AND p.polname::text LIKE 'patron\_group\_%' ORDER BY 1) AS policies,
+           (SELECT c.relrowsecurity FROM pg_catalog.pg_class c WHERE c.oid = t.relid) AS row_security,
+           -- members of what it protects that lack row-level security or the policy open to everyone
+           ARRAY(SELECT pr.member::pg_catalog.regclass::text FROM protects pr
+                   JOIN pg_catalog.pg_class c ON c.oid = pr.member
+                  WHERE pr.root = t.relid::pg_catalog.oid AND pr.member <> t.relid::pg_catalog.oid
+                    AND (NOT c.relrowsecurity OR NOT EXISTS (
+                             SELECT FROM pg_catalog.pg_policy p WHERE p.polrelid = pr.member
+                                AND p.polname = 'patron_group_everyone'))
+                  ORDER BY 1) AS unprotected_members,
+           (SELECT i.indexrelid::regclass FROM pg_catalog.pg_index i
+              JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+             WHERE i.indrelid = t.relid AND t.barcode_index IS NOT NULL
+               AND c.relname = (SELECT p[pg_catalog.array_upper(p, 1)]
+                                  FROM pg_catalog.parse_ident(t.barcode_index) p)) AS barcode_index_found,
+           (SELECT pg_catalog.min(i.indexrelid::regclass::text)
+              FROM pg_catalog.pg_index i
+              JOIN pg_catalog.pg_attribute att ON att.attrelid = t.relid
+                   AND att.attnum = i.indkey[0] AND att.attname = t.indexed_column
+             WHERE i.indrelid = t.relid AND i.indisvalid) AS patron_index
+      FROM t
+)
+SELECT s.relid AS attached_table,
+       s.kind,
+       s.mapping,
+       s.attached_at,
+       s.attached_by,
+       s.triggers || s.via_triggers AS triggers,
+       s.policies,
+       s.row_security,
+       COALESCE(s.barcode_index_found::text, s.patron_index) AS patron_or_barcode_index,
+       ARRAY(SELECT 'mapping view of ' || s.relid::text
+              WHERE pg_catalog.to_regclass(s.mapping_view::text) IS NULL
+             UNION ALL
+             SELECT 'trigger ' || e || ' on ' || s.relid::text
+                    || CASE WHEN e = ANY (s.disabled_triggers) THEN ' (disabled)' ELSE ' (dropped)' END
+               FROM pg_catalog.unnest(s.expected_triggers) e WHERE e <> ALL (s.triggers)
+             UNION ALL
+             SELECT 'trigger ' || e || ' on ' || s.via_relid::text
+                    || CASE WHEN e = ANY (s.disabled_triggers) THEN ' (disabled)' ELSE ' (dropped)' END
+               FROM pg_catalog.unnest(s.expected_via_triggers) e WHERE e <> ALL (s.via_triggers)
+             UNION ALL
+             SELECT 'policy ' || e || ' on ' || s.relid::text
+               FROM pg_catalog.unnest(s.expected_policies) e WHERE e <> ALL (s.policies)
+             UNION ALL
+             SELECT 'row-level security on ' || s.relid::text WHERE s.protected AND NOT s.row_security
+             UNION ALL
+             SELECT 'protection of ' || m FROM pg_catalog.unnest(s.unprotected_members) m
+             UNION ALL
+             SELECT 'barcode index ' || s.barcode_index WHERE s.barcode_index IS NOT NULL
+                    AND s.barcode_index_found IS NULL
+             UNION ALL
+             SELECT 'index on ' || s.relid::text || ' (' || pg_catalog.quote_ident(s.indexed_column) || ')'
+              WHERE s.indexed_column IS NOT NULL AND s.patron_index IS NULL) AS missing
+  FROM s;
+COMMENT ON COLUMN @extschema@.attachment_status.mapping IS
+'The columns given when attaching, the mapping view and its definition (with the conditions), as JSON';
+COMMENT ON COLUMN @extschema@.attachment_status.missing IS
+'What should be there and is not: the mapping view, a dropped or disabled trigger, a dropped policy, row-level security switched off on the table or on a child, partition or transaction table it protects, a missing index (empty when all is well)';
+
+-- The conditions' text is not read any more.  The columns stay, empty, for
+-- a dump taken under 1.0 or 1.1 restored where 1.2 is installed: a row that
+-- arrives without a mapping view gets one made from its text, which is then
+-- cleared, as this update does.
+UPDATE @extschema@.attachments SET condition = NULL, lost_condition = NULL;
+COMMENT ON COLUMN @extschema@.attachments.condition IS
+'Empty since 1.2 (the condition is in the mapping view); filled only by a dump of an older version while it is restored';
+COMMENT ON COLUMN @extschema@.attachments.lost_condition IS
+'Empty since 1.2 (lost_when is in the mapping view); filled only by a dump of an older version while it is restored';
+CREATE FUNCTION @extschema@.attachments_restore()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'pg_attachments_restore'
+LANGUAGE C;
+COMMENT ON FUNCTION @extschema@.attachments_restore() IS
+'Makes the mapping view of an attachment restored from a dump of a version before 1.2';
+CREATE TRIGGER attachments_restore
+    AFTER INSERT ON @extschema@.attachments
+    FOR EACH ROW EXECUTE FUNCTION @extschema@.attachments_restore();
+REVOKE ALL ON FUNCTION @extschema@.attachments_restore() FROM PUBLIC;
+
+-- ===========================================================================
+-- Consent is compared with the time the statement started, not the
+-- transaction's: no statement that starts after a consent ends sees under it.
+-- ===========================================================================
+
+CREATE OR REPLACE VIEW @extschema@.member_summary WITH (security_invoker = true) AS
+SELECT a.patron_id,
+       d.barcode,
+       d.display_name,
+       a.group_id,
+       g.label AS group_label,
+       a.is_lead,
+       a.share_circulations,
+       a.share_circulations_until,
+       a.share_circulations AND (a.share_circulations_until IS NULL
+           OR a.share_circulations_until > pg_catalog.statement_timestamp()) AS circulations_shared_now,
+       a.share_bills,
+       a.share_bills_until,
+       a.share_bills AND (a.share_bills_until IS NULL
+           OR a.share_bills_until > pg_catalog.statement_timestamp()) AS bills_shared_now,
+       a.items_out,
+       d.items_overdue,
+       a.items_lost,
+       a.amount_billed,
+       a.amount_paid,
+       a.amount_billed - a.amount_paid AS balance_owed
+  FROM @extschema@.accounts a
+  LEFT JOIN @extschema@.groups g ON g.group_id = a.group_id
+  CROSS JOIN LATERAL @extschema@.patron_details(a.patron_id) d;
+
+-- health(): the same checks, consents compared with the statement's time,
+-- and the mapping views and the protection of children among what can be
+-- missing
+CREATE OR REPLACE FUNCTION @extschema@.health(
+    OUT check_name text, OUT severity text, OUT subject text, OUT detail text, OUT fix text)
+RETURNS SETOF record
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    pmap record;
+BEGIN
+    -- tables the library system dropped while attached
+    FOR r IN SELECT a.relid::oid AS oid, a.kind FROM patron_group.attachments a
+              WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = a.relid::oid)
+                 OR NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = COALESCE(a.via_relid::oid, a.relid::oid))
+              ORDER BY 1 LOOP
+        check_name := 'dropped table'; severity := 'error';
+        subject := 'table ' || r.oid;
+        detail := pg_catalog.format('the %s table attached with OID %s (or its transaction table) no longer exists', r.kind, r.oid);
+        fix := pg_catalog.format('SELECT patron_group.detach(%s);', r.oid);
+        RETURN NEXT;
+    END LOOP;
+    IF FOUND THEN
+        RETURN;     -- the other checks read the attached tables
+    END IF;
+
+    SELECT * INTO pmap FROM patron_group.attachments WHERE kind = 'patrons';
+    IF NOT FOUND THEN
+        check_name := 'no patron table'; severity := 'notice'; subject := NULL;
+        detail := 'No patron table is attached: there are no accounts to group.';
+        fix := 'SELECT patron_group.attach_patrons(''schema.patron_table'', ...);';
+        RETURN NEXT;
+        RETURN;
+    END IF;
+
+    -- totals that differ from a fresh count
+    FOR r IN SELECT * FROM patron_group.verify() LOOP
+        check_name := 'drift'; severity := 'error';
+        subject := r.scope || ' ' || r.id;
+        detail := pg_catalog.format('%s is recorded as %s but counts %s', r.item, r.recorded, r.actual);
+        fix := CASE r.scope
+                   WHEN 'patron' THEN pg_catalog.format('SELECT patron_group.rebuild(ARRAY[%s]::bigint[]);', r.id)
+                   ELSE pg_catalog.format('SELECT patron_group.rebuild(ARRAY(SELECT patron_id FROM patron_group.accounts WHERE group_id = %s));', r.id)
+               END;
+        RETURN NEXT;
+    END LOOP;
+
+    -- triggers, policies, row-level security and indexes that should be there
+    FOR r IN SELECT s.attached_table, s.kind, m FROM patron_group.attachment_status s,
+                    pg_catalog.unnest(s.missing) m LOOP
+        subject := r.attached_table::text;
+        detail := 'missing: ' || r.m;
+        IF r.m LIKE 'mapping view %' THEN
+            check_name := 'missing mapping'; severity := 'error';
+            fix := pg_catalog.format('SELECT patron_group.detach(%L); then attach it again with the same mapping (see attachment_status.mapping)', r.attached_table);
+        ELSIF r.m LIKE 'protection of %' THEN
+            check_name := 'missing policy'; severity := 'error';
+            fix := pg_catalog.format('SELECT patron_group.unprotect(%L); SELECT patron_group.protect(%L);', r.attached_table, r.attached_table);
+        ELSIF r.m LIKE 'index on %' THEN
+            check_name := 'missing index'; severity := 'warning';
+            fix := 'CREATE INDEX ON ' || pg_catalog.substr(r.m, 10) || ';';
+        ELSIF r.m LIKE 'barcode index %' THEN
+            check_name := 'missing index'; severity := 'warning';
+            fix := pg_catalog.format('SELECT patron_group.detach(%L); then attach the table again with the same mapping (see attachment_status.mapping)', r.attached_table);
+        ELSIF r.m LIKE 'policy %' OR r.m LIKE 'row-level security %' THEN
+            check_name := 'missing policy'; severity := 'error';
+            fix := pg_catalog.format('SELECT patron_group.unprotect(%L); SELECT patron_group.protect(%L);', r.attached_table, r.attached_table);
+        ELSIF r.m LIKE '% (disabled)' THEN
+            check_name := 'disabled trigger'; severity := 'error';
+            fix := pg_catalog.format('ALTER TABLE %s ENABLE TRIGGER %s; then SELECT patron_group.rebuild(); to count what it missed',
+                                     pg_catalog.split_part(r.m, ' ', 4), pg_catalog.split_part(r.m, ' ', 2));
+        ELSE
+            check_name := 'missing trigger'; severity := 'error';
+            fix := pg_catalog.format('SELECT patron_group.detach(%L); then attach it again with the same mapping (see attachment_status.mapping): attaching recounts its totals', r.attached_table);
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+
+    -- consents past their end date, still recorded as given
+    FOR r IN SELECT patron_id, 'circulations' AS kind, share_circulations_until AS until
+               FROM patron_group.accounts
+              WHERE share_circulations AND share_circulations_until <= pg_catalog.statement_timestamp()
+             UNION ALL
+             SELECT patron_id, 'bills', share_bills_until
+               FROM patron_group.accounts
+              WHERE share_bills AND share_bills_until <= pg_catalog.statement_timestamp()
+             ORDER BY 1, 2 LOOP
+        check_name := 'expired consent'; severity := 'notice';
+        subject := 'patron ' || r.patron_id;
+        detail := pg_catalog.format('consent to share %s ended at %s; leads no longer see them, but the flag is still set', r.kind, r.until);
+        fix := pg_catalog.format('SELECT patron_group.set_consent(%s, %L, false, reason => ''expired'');', r.patron_id, r.kind);
+        RETURN NEXT;
+    END LOOP;
+
+    -- accounts in a group that does not exist
+    FOR r IN SELECT a.patron_id, a.group_id FROM patron_group.accounts a
+              WHERE a.group_id IS NOT NULL
+                AND NOT EXISTS (SELECT FROM patron_group.groups g WHERE g.group_id = a.group_id)
+              ORDER BY 1 LOOP
+        check_name := 'missing group'; severity := 'error';
+        subject := 'patron ' || r.patron_id;
+        detail := pg_catalog.format('patron %s is in group %s, which does not exist', r.patron_id, r.group_id);
+        fix := pg_catalog.format('SELECT patron_group.remove_from_group(%s, reason => ''group missing'');', r.patron_id);
+        RETURN NEXT;
+    END LOOP;
+
+    -- groups of several patrons with no lead
+    FOR r IN SELECT group_id, member_count FROM patron_group.groups
+              WHERE member_count >= 2 AND lead_count = 0 ORDER BY group_id LOOP
+        check_name := 'group without lead'; severity := 'notice';
+        subject := 'group ' || r.group_id;
+        detail := pg_catalog.format('%s members and no lead: nobody can see the group''s loans and bills from the catalogue', r.member_count);
+        fix := pg_catalog.format('SELECT patron_group.set_lead(<patron_id of a member of group %s>);', r.group_id);
+        RETURN NEXT;
+    END LOOP;
+
+    -- accounts and patrons out of step (the patron table's triggers were
+    -- disabled or bypassed)
+    IF pmap.relid IS NOT NULL THEN
+        FOR r IN EXECUTE pg_catalog.format(
+                'SELECT a.patron_id FROM patron_group.accounts a WHERE NOT EXISTS '
+                '(SELECT FROM %s p WHERE p.%I OPERATOR(pg_catalog.=) a.patron_id) ORDER BY 1',
+                pmap.relid, pmap.id_column) LOOP
+            check_name := 'account without patron'; severity := 'warning';
+            subject := 'patron ' || r.patron_id;
+            detail := pg_catalog.format('the account of patron %s remains but the patron is no longer in %s', r.patron_id, pmap.relid);
+            fix := pg_catalog.format('DELETE FROM patron_group.accounts WHERE patron_id = %s;  -- as a superuser; the group''s counts and the history follow', r.patron_id);
+            RETURN NEXT;
+        END LOOP;
+        FOR r IN EXECUTE pg_catalog.format(
+                'SELECT p.%I::bigint AS patron_id FROM %s p WHERE NOT EXISTS '
+                '(SELECT FROM patron_group.accounts a WHERE a.patron_id OPERATOR(pg_catalog.=) p.%I) ORDER BY 1',
+                pmap.id_column, pmap.relid, pmap.id_column) LOOP
+            check_name := 'patron without account'; severity := 'warning';
+            subject := 'patron ' || r.patron_id;
+            detail := pg_catalog.format('patron %s of %s has no account, so cannot be grouped', r.patron_id, pmap.relid);
+            fix := pg_catalog.format('INSERT INTO patron_group.accounts (patron_id) VALUES (%s);  -- as a superuser; then SELECT patron_group.rebuild(ARRAY[%s]::bigint[]);', r.patron_id, r.patron_id);
+            RETURN NEXT;
+        END LOOP;
+    END IF;
+END
+$$;
+
+-- ===========================================================================
+-- Group limits: changing them is a privilege of its own, and every change
+-- is in the history
+-- ===========================================================================
+
+ALTER TABLE @extschema@.history DROP CONSTRAINT history_action_check;
+ALTER TABLE @extschema@.history ADD CONSTRAINT history_action_check
+    CHECK (action IN ('join', 'leave', 'move', 'clone', 'delete',
+                      'lead_on', 'lead_off', 'label',
+                      'consent_on', 'consent_off',
+                      'limit_override', 'limits_set', 'limits_cleared'));
+
+CREATE OR REPLACE FUNCTION @extschema@.set_limits(group_id bigint,
+    max_balance_owed numeric DEFAULT NULL,
+    max_items_out bigint DEFAULT NULL,
+    max_items_overdue bigint DEFAULT NULL,
+    max_items_lost bigint DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_set_limits'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.set_limits(bigint, numeric, bigint, bigint, bigint) IS
+'Set the limits of a group (group_id NULL: the default for every group); all four are replaced, NULL meaning none (default) or the default (group); recorded in the history.  For roles given grant_supervisor()';
+
+CREATE OR REPLACE FUNCTION @extschema@.clear_limits(group_id bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'pg_clear_limits'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.clear_limits(bigint) IS
+'Remove a group''s own limits (it follows the default again), or the default (group_id NULL); true when there was something to remove; recorded in the history.  For roles given grant_supervisor()';
+
+-- 1.1's grant_staff() gave set_limits and clear_limits to staff: take them
+-- back (grant_supervisor() gives them now)
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT DISTINCT a.grantee::pg_catalog.regrole AS role
+               FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+              WHERE p.oid IN ('@extschema@.set_limits(bigint, numeric, bigint, bigint, bigint)'::pg_catalog.regprocedure,
+                              '@extschema@.clear_limits(bigint)'::pg_catalog.regprocedure)
+                AND a.grantee <> 0 AND a.grantee <> p.proowner
+              ORDER BY 1 LOOP
+        EXECUTE pg_catalog.format('REVOKE EXECUTE ON FUNCTION @extschema@.set_limits(bigint, numeric, bigint, bigint, bigint), '
+                                  '@extschema@.clear_limits(bigint) FROM %s', r.role);
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.staff_privileges(staff_role regrole, give boolean)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    verb text := CASE WHEN give THEN 'GRANT' ELSE 'REVOKE' END;
+    dir  text := CASE WHEN give THEN 'TO' ELSE 'FROM' END;
+    fn   regprocedure;
+BEGIN
+    IF staff_role IS NULL OR give IS NULL THEN
+        RAISE EXCEPTION 'staff_role must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF give THEN
+        EXECUTE format('GRANT USAGE ON SCHEMA patron_group TO %s', staff_role);
+    END IF;
+    EXECUTE format('%s SELECT ON patron_group.attachments, patron_group.groups,
+                    patron_group.accounts, patron_group.history,
+                    patron_group.group_summary, patron_group.member_summary,
+                    patron_group.membership_history, patron_group.attachment_status,
+                    patron_group.limits %s %s',
+                   verb, dir, staff_role);
+    FOREACH fn IN ARRAY ARRAY[
+            'patron_group.resolve_barcode(text)',
+            'patron_group.find_patron(text)',
+            'patron_group.move_to_group(bigint[], bigint, text)',
+            'patron_group.move_to_group(bigint, bigint, text)',
+            'patron_group.remove_from_group(bigint, text)',
+            'patron_group.clone_patron(bigint, jsonb, text)',
+            'patron_group.set_lead(bigint, boolean, text)',
+            'patron_group.set_group_label(bigint, text, text)',
+            'patron_group.group_members(bigint)',
+            'patron_group.set_consent(bigint, text, boolean, timestamptz, text)',
+            'patron_group.patron_details(bigint)',
+            'patron_group.health()',
+            'patron_group.checkout_allowed(bigint)',
+            'patron_group.payment_plan(bigint, numeric, bigint)']::regprocedure[]
+    LOOP
+        EXECUTE format('%s EXECUTE ON FUNCTION %s %s %s', verb, fn, dir, staff_role);
+    END LOOP;
+    IF NOT give THEN
+        EXECUTE format('REVOKE USAGE ON SCHEMA patron_group FROM %s', staff_role);
+    END IF;
+END
+$$;
+
+-- Supervisors: change limits and let a refused checkout through
+CREATE FUNCTION @extschema@.supervisor_privileges(supervisor_role regrole, give boolean)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF supervisor_role IS NULL OR give IS NULL THEN
+        RAISE EXCEPTION 'supervisor_role must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF give THEN
+        EXECUTE format('GRANT USAGE ON SCHEMA patron_group TO %s', supervisor_role);
+    END IF;
+    EXECUTE format('%s EXECUTE ON FUNCTION patron_group.set_limits(bigint, numeric, bigint, bigint, bigint), '
+                   'patron_group.clear_limits(bigint), patron_group.override_limits(text) %s %s',
+                   CASE WHEN give THEN 'GRANT' ELSE 'REVOKE' END,
+                   CASE WHEN give THEN 'TO' ELSE 'FROM' END, supervisor_role);
+    EXECUTE format('%s SELECT ON patron_group.limits %s %s',
+                   CASE WHEN give THEN 'GRANT' ELSE 'REVOKE' END,
+                   CASE WHEN give THEN 'TO' ELSE 'FROM' END, supervisor_role);
+    IF NOT give THEN
+        EXECUTE format('REVOKE USAGE ON SCHEMA patron_group FROM %s', supervisor_role);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.supervisor_privileges(regrole, boolean) IS
+'The privileges of a supervisor role, given (true) or taken back (false); used by grant_supervisor and revoke_supervisor';
+
+CREATE FUNCTION @extschema@.grant_supervisor(supervisor_role regrole)
+RETURNS void
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT patron_group.supervisor_privileges(supervisor_role, true);
+END;
+COMMENT ON FUNCTION @extschema@.grant_supervisor(regrole) IS
+'Give a role the right to change group limits (set_limits, clear_limits) and to let a refused checkout through (override_limits)';
+
+CREATE FUNCTION @extschema@.revoke_supervisor(supervisor_role regrole)
+RETURNS void
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT patron_group.supervisor_privileges(supervisor_role, false);
+END;
+COMMENT ON FUNCTION @extschema@.revoke_supervisor(regrole) IS
+'Take back what grant_supervisor gave';
+
+-- ===========================================================================
+-- DDL guards
+-- ===========================================================================
+
+-- DROP SCHEMA patron_group CASCADE drops the extension too, and DROP OWNED
+-- BY its owner its objects: both are refused while tables are attached, as
+-- DROP EXTENSION is.
+DROP EVENT TRIGGER patron_group_drop_guard;
+CREATE EVENT TRIGGER patron_group_drop_guard ON ddl_command_start
+    WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA', 'DROP OWNED')
+    EXECUTE FUNCTION @extschema@.drop_guard();
+COMMENT ON FUNCTION @extschema@.drop_guard() IS
+'Refuses DROP EXTENSION patron_group, DROP SCHEMA patron_group and DROP OWNED BY its owner while library system tables are attached';
+
+-- A table that becomes a child or a partition of a protected table is
+-- protected before its statement commits.
+CREATE FUNCTION @extschema@.ddl_watch()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'pg_ddl_watch'
+LANGUAGE C
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.ddl_watch() IS
+'Protects a table that CREATE TABLE or ALTER TABLE made a child or partition of a protected table';
+CREATE EVENT TRIGGER patron_group_ddl_watch ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION @extschema@.ddl_watch();
+
+REVOKE ALL ON FUNCTION @extschema@.supervisor_privileges(regrole, boolean),
+    @extschema@.grant_supervisor(regrole), @extschema@.revoke_supervisor(regrole),
+    @extschema@.ddl_watch() FROM PUBLIC;
+
+-- 1.1 protected the attached tables only: protect their children and
+-- partitions and the transaction tables behind protected money now.
+DO $$
+DECLARE
+    t regclass;
+BEGIN
+    FOR t IN SELECT relid FROM @extschema@.attachments a WHERE protected
+               AND pg_catalog.to_regclass(a.relid::text) IS NOT NULL ORDER BY relid::oid LOOP
+        PERFORM @extschema@.unprotect(t);
+        PERFORM @extschema@.protect(t);
+    END LOOP;
+END
+$$;

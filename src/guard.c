@@ -1,0 +1,288 @@
+/*
+ * guard.c
+ *		What keeps the extension's promises against the rest of the
+ *		database: the hooks that stop a patron-facing session from learning
+ *		through the executor what row-level security hides from it, and the
+ *		event triggers that stop DDL from taking the extension's protection
+ *		away (DROP EXTENSION or DROP SCHEMA while tables are attached) or from
+ *		leaving a new child table or partition of a protected table open.
+ *
+ * Row-level security filters rows, but the executor still visits them: the
+ * row counts of EXPLAIN ANALYZE tell whether the policy's filter ever ran,
+ * and so whether rows the session may not see exist (a lead's catalogue
+ * could learn whether any patron has a given item out).  A cursor declared
+ * WITH HOLD is filled for one patron and outlives the transaction, so on a
+ * pooled connection the next patron could fetch from it.  In a
+ * patron-facing session both are refused.  The library does not need to be
+ * preloaded for this: every policy on a protected table calls
+ * visible_patrons(), and the executor resolves that function (which loads
+ * this library and installs the hooks) when it starts the plan, before it
+ * runs it; the run is where the check is made.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/event_trigger.h"
+#include "commands/extension.h"
+#include "commands/defrem.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "nodes/parsenodes.h"
+#include "tcop/pquery.h"
+#include "tcop/utility.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/portal.h"
+
+#include "patron_group.h"
+
+PG_FUNCTION_INFO_V1(pg_drop_guard);
+PG_FUNCTION_INFO_V1(pg_ddl_watch);
+
+static ProcessUtility_hook_type prev_process_utility = NULL;
+static ExecutorRun_hook_type prev_executor_run = NULL;
+
+/*
+ * Is this a session of a registered patron-facing role, in a database where
+ * the extension is installed?  Asked only of the statements checked here.
+ */
+static bool
+patron_facing_now(void)
+{
+	static bool checking = false;
+	bool		result;
+
+	/* the check runs a query of its own, which passes through these hooks */
+	if (checking || !IsTransactionState() ||
+		!OidIsValid(get_extension_oid("patron_group", true)))
+		return false;
+	checking = true;
+	PG_TRY();
+	{
+		SPI_connect();
+		result = session_is_patron_facing();
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		checking = false;
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/* Does an EXPLAIN statement run the query (ANALYZE)? */
+static bool
+explain_analyzes(ExplainStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->options)
+	{
+		DefElem    *opt = lfirst_node(DefElem, lc);
+
+		if (strcmp(opt->defname, "analyze") == 0)
+			return defGetBoolean(opt);
+	}
+	return false;
+}
+
+static void
+refuse_instrumented_run(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("EXPLAIN ANALYZE is not allowed in a patron-facing session"),
+			 errdetail("Its row counts would tell whether rows that row-level security hides exist."),
+			 errhint("Run EXPLAIN without ANALYZE, or analyze the query as a staff role.")));
+}
+
+static void
+refuse_held_cursor(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("cursors WITH HOLD are not allowed in a patron-facing session"),
+			 errdetail("A held cursor outlives its transaction, and with it the patron it was filled for."),
+			 errhint("Declare the cursor without WITH HOLD and fetch from it within the transaction.")));
+}
+
+/* Refuse EXPLAIN ANALYZE and DECLARE ... WITH HOLD in a patron-facing session. */
+static void
+guard_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					  ProcessUtilityContext context, ParamListInfo params,
+					  QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *stmt = pstmt->utilityStmt;
+
+	if (IsA(stmt, ExplainStmt) && explain_analyzes((ExplainStmt *) stmt) && patron_facing_now())
+		refuse_instrumented_run();
+	if (IsA(stmt, DeclareCursorStmt) &&
+		(((DeclareCursorStmt *) stmt)->options & CURSOR_OPT_HOLD) && patron_facing_now())
+		refuse_held_cursor();
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
+							 queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+								queryEnv, dest, qc);
+}
+
+/*
+ * The same check where the plan runs, which no statement form can avoid:
+ * a run with instrumentation (EXPLAIN ANALYZE, whichever way it was asked
+ * for) or of a held cursor (filled at commit, or fetched later).
+ */
+static void
+guard_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
+				   bool execute_once)
+{
+	bool		instrumented = queryDesc->instrument_options != 0;
+	bool		held = ActivePortal != NULL && (ActivePortal->cursorOptions & CURSOR_OPT_HOLD);
+
+	if ((instrumented || held) && patron_facing_now())
+	{
+		if (instrumented)
+			refuse_instrumented_run();
+		refuse_held_cursor();
+	}
+	if (prev_executor_run)
+		prev_executor_run(queryDesc, direction, count, execute_once);
+	else
+		standard_ExecutorRun(queryDesc, direction, count, execute_once);
+}
+
+/* Install the hooks; called once, when the library is loaded. */
+void
+guard_init(void)
+{
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = guard_process_utility;
+	prev_executor_run = ExecutorRun_hook;
+	ExecutorRun_hook = guard_executor_run;
+}
+
+/* Does a list of names (DROP's objects) name patron_group? */
+static bool
+names_patron_group(List *objects)
+{
+	ListCell   *lc;
+
+	foreach(lc, objects)
+		if (IsA(lfirst(lc), String) && strcmp(strVal(lfirst(lc)), PG_SCHEMA) == 0)
+			return true;
+	return false;
+}
+
+/* Would this DROP OWNED drop the extension (its owner is among the roles)? */
+static bool
+drops_extension_owner(DropOwnedStmt *stmt)
+{
+	Oid			owner = extension_owner();
+	ListCell   *lc;
+
+	foreach(lc, stmt->roles)
+		if (get_rolespec_oid(lfirst(lc), true) == owner)
+			return true;
+	return false;
+}
+
+/*
+ * drop_guard: an event trigger on DROP EXTENSION, DROP SCHEMA and DROP
+ * OWNED.  While tables are still attached, dropping the extension, its
+ * schema (which takes the extension with it) or its owner's objects would
+ * take the triggers and the restrictive policies off the library system's
+ * tables but leave row-level security switched on with only the policy that
+ * lets everyone read: the catalogue would read every loan.  Refuse, and say
+ * what to do.
+ */
+Datum
+pg_drop_guard(PG_FUNCTION_ARGS)
+{
+	EventTriggerData *trigdata;
+	Node	   *parsetree;
+	bool		ours = false;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("drop_guard: not called by the event trigger manager")));
+	trigdata = (EventTriggerData *) fcinfo->context;
+	parsetree = trigdata->parsetree;
+	if (IsA(parsetree, DropStmt))
+	{
+		DropStmt   *stmt = (DropStmt *) parsetree;
+
+		ours = (stmt->removeType == OBJECT_EXTENSION || stmt->removeType == OBJECT_SCHEMA) &&
+			names_patron_group(stmt->objects);
+	}
+	else if (IsA(parsetree, DropOwnedStmt))
+		ours = drops_extension_owner((DropOwnedStmt *) parsetree);
+	if (!ours)
+		PG_RETURN_VOID();
+
+	SPI_connect();
+	if (SPI_execute("SELECT pg_catalog.count(*), pg_catalog.string_agg(relid::pg_catalog.text, ', ' "
+					"ORDER BY relid::pg_catalog.oid) FROM " PG_SCHEMA ".attachments", true, 0) == SPI_OK_SELECT)
+	{
+		bool		isnull;
+		int64		n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (n > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("cannot drop extension patron_group while library system tables are attached"),
+					 errdetail("Attached: %s.", SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2)),
+					 errhint("Run SELECT patron_group.detach_all(); first: it takes the extension's triggers, "
+							 "policies and indexes off those tables, and their row-level security if it "
+							 "switched it on.")));
+	}
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * ddl_watch: an event trigger at the end of CREATE TABLE and ALTER TABLE.  A
+ * table that has just become a child or a partition of a protected table
+ * (CREATE TABLE ... INHERITS or PARTITION OF, ALTER TABLE ... INHERIT or
+ * ATTACH PARTITION) gets the same protection before the statement commits;
+ * if it cannot, the statement fails.
+ */
+Datum
+pg_ddl_watch(PG_FUNCTION_ARGS)
+{
+	Node	   *stmt;
+	bool		adds_child = false;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("ddl_watch: not called by the event trigger manager")));
+
+	/*
+	 * Only a statement that gives a table a parent: any other (ALTER TABLE
+	 * ... ENABLE ROW LEVEL SECURITY as pg_restore replays it, before its own
+	 * CREATE POLICY) must not make policies of its own.
+	 */
+	stmt = ((EventTriggerData *) fcinfo->context)->parsetree;
+	if (IsA(stmt, CreateStmt))
+		adds_child = ((CreateStmt *) stmt)->inhRelations != NIL ||
+			((CreateStmt *) stmt)->partbound != NULL;
+	else if (IsA(stmt, AlterTableStmt))
+	{
+		ListCell   *lc;
+
+		foreach(lc, ((AlterTableStmt *) stmt)->cmds)
+		{
+			AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+
+			adds_child |= cmd->subtype == AT_AttachPartition || cmd->subtype == AT_AddInherit;
+		}
+	}
+	if (!adds_child)
+		PG_RETURN_VOID();
+	SPI_connect();
+	sync_protection();
+	SPI_finish();
+	PG_RETURN_VOID();
+}
