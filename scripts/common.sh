@@ -33,7 +33,8 @@ as_user() {
 ensure_packages() {
     local want=(postgresql-$PG_MAJOR postgresql-client-$PG_MAJOR
                 postgresql-server-dev-$PG_MAJOR libicu-dev libipc-run-perl
-                make gcc pkg-config)
+                make gcc pkg-config
+                pgbouncer)      # test/t/040_pgbouncer.pl
     local missing=() p
     for p in "${want[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
