@@ -46,6 +46,9 @@ cleanup() {
 finish() {
     trap - EXIT
     cleanup
+    # keep the logs only when something failed
+    [ $failed -eq 0 ] && [ -n "$WORK" ] && rm -rf "$WORK"
+    [ $failed -ne 0 ] && [ -n "$WORK" ] && echo "logs: $WORK"
     echo
     echo "$passed passed, $failed failed"
     [ $failed -eq 0 ] && [ $passed -gt 0 ]
