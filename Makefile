@@ -6,6 +6,7 @@
 #   make soak          the soak test at length (SOAK_SECONDS, default 600)
 #   make fuzz          fuzz the barcode normalizer (FUZZ_SECONDS, default 120)
 #   make valgrind      the pg_regress suite with every backend under valgrind
+#   make deb           postgresql-15-patron-group_<version>_<arch>.deb (Debian's pg_buildext)
 #   make installcheck  the usual PGXS target against a running server
 
 EXTENSION = patron_group
@@ -36,7 +37,7 @@ override CPPFLAGS += $(ICU_CFLAGS)
 
 EXTRA_CLEAN = results output_iso tmp_check regression.diffs regression.out log
 
-.PHONY: demo test bench soak fuzz valgrind
+.PHONY: demo test bench soak fuzz valgrind deb
 demo:
 	@bash scripts/demo.sh
 
@@ -56,3 +57,8 @@ fuzz:
 
 valgrind:
 	@bash scripts/valgrind.sh
+
+# the Debian package (debian/, built in build-deb/; the version is
+# patron_group.control's default_version)
+deb:
+	@bash scripts/deb.sh

@@ -32,8 +32,11 @@ as_user() {
 # Debian packages, the development package pinned to the installed server.
 ensure_packages() {
     local want=(postgresql-$PG_MAJOR postgresql-client-$PG_MAJOR
-                postgresql-server-dev-$PG_MAJOR libicu-dev libipc-run-perl libdbd-pg-perl git
-                make gcc pkg-config)
+                postgresql-server-dev-$PG_MAJOR libicu-dev libipc-run-perl
+                libdbd-pg-perl  # TAP: bind parameters, as a catalogue passes tokens
+                git             # the upgrade test builds the released versions from history
+                make gcc pkg-config
+                pgbouncer)      # test/t/040_pgbouncer.pl
     local missing=() p
     for p in "${want[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
