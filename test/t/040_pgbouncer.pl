@@ -78,7 +78,8 @@ for my $p (1 .. $PATRONS)
 my %xact_patron = map { $_->[0] => $_->[1] } @xacts;
 
 # The rows patron $p may see in a table whose rows belong to patrons, for a
-# consent kind (undef: only one's own; 'names': every member of a lead's group).
+# consent kind (undef: only one's own, as for patron and card rows: a lead
+# has members' names through group_members(), never their rows).
 sub may_see
 {
 	my ($p, $owner, $kind) = @_;
@@ -86,7 +87,6 @@ sub may_see
 	return 0 unless defined $kind && $lead{$p};
 	return 0 unless defined $group_of{$p} && defined $group_of{$owner};
 	return 0 unless $group_of{$p} == $group_of{$owner};
-	return 1 if $kind eq 'names';
 	return $consents{$owner}{$kind} ? 1 : 0;
 }
 
@@ -99,7 +99,7 @@ for my $p (1 .. $PATRONS)
 		loans => pg_array(map { $_->[0] } grep { may_see($p, $_->[1], 'circulations') } @loans),
 		bills => pg_array(map { $_->[0] } grep { may_see($p, $xact_patron{ $_->[1] }, 'bills') } @bills),
 		cards => pg_array(map { $_->[0] } grep { may_see($p, $_->[1], undef) } @cards),
-		patrons => pg_array(map { $_->[0] } grep { may_see($p, $_->[0], 'names') } @patrons),
+		patrons => pg_array(map { $_->[0] } grep { may_see($p, $_->[0], undef) } @patrons),
 	};
 }
 
@@ -207,7 +207,7 @@ is($node->safe_psql('library', 'SELECT * FROM patron_group.verify()'),
 sub loans_of { my %of = map { $_ => 1 } @_; return pg_array(map { $_->[0] } grep { $of{ $_->[1] } } @loans) }
 is($truth{1}{loans}, loans_of(1, 2, 4),
 	'ground truth: lead 1 sees her loans and those of the two members who consented to loans');
-is($truth{1}{patrons}, '{1,2,3,4,5}', 'ground truth: lead 1 sees the names of all her members');
+is($truth{1}{patrons}, '{1}', 'ground truth: lead 1 sees her own patron row only');
 is($truth{40}{loans}, loans_of(40, 41), 'ground truth: a withdrawn consent counts for nothing');
 is($truth{2}{loans}, loans_of(2), 'ground truth: a member who is not a lead sees only her own loans');
 is($truth{21}{loans}, loans_of(21), 'ground truth: in a group with no lead nobody sees another member');
