@@ -128,7 +128,7 @@ say "pg_regress (postgresql-client-$PG_MAJOR) against the installed package"
 # the test and its expected output, where the unprivileged user can read them
 mkdir -p "$WORK/regress/sql" "$WORK/regress/expected"
 cp "$TOP/test/sql/package.sql" "$WORK/regress/sql/"
-cp "$TOP/expected/package.out" "$WORK/regress/expected/"
+cp "$TOP/test/expected/package.out" "$WORK/regress/expected/"
 [ "$(id -u)" = 0 ] && chown -R "$RUN_USER" "$WORK/regress"
 as_user "$PG_REGRESS" --bindir="$PGBIN" --inputdir="$WORK/regress" --outputdir="$WORK/regress" \
     --encoding=UTF8 --dbname=package_regression package >"$WORK/regress.log" 2>&1

@@ -20,6 +20,7 @@ finish() {
 set -e
 ensure_packages
 ensure_user
+export STRICT_BUILD=1
 WORK=$(mktemp -d /tmp/patron_group-test.XXXXXX)
 chmod 755 "$WORK"
 if ! build_and_install "$WORK"; then

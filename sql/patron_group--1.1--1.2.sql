@@ -55,10 +55,11 @@ WITH RECURSIVE t AS (
                           'patron_group_via_truncate']
                ELSE ARRAY[]::text[] END AS expected_via_triggers,
            CASE WHEN a.protected
-               THEN ARRAY['patron_group_everyone', 'patron_group_patron_insert',
-                          'patron_group_patron_update', 'patron_group_patron_delete']
+               THEN ARRAY['patron_group_everyone']
                     || CASE WHEN EXISTS (SELECT FROM @extschema@.patron_facing_roles)
-                            THEN ARRAY['patron_group_patron_read'] ELSE ARRAY[]::text[] END
+                            THEN ARRAY['patron_group_patron_read', 'patron_group_patron_insert',
+                                       'patron_group_patron_update', 'patron_group_patron_delete']
+                            ELSE ARRAY[]::text[] END
                ELSE ARRAY[]::text[] END AS expected_policies,
            a.barcode_index,
            a.mapping AS mapping_view,
@@ -517,6 +518,73 @@ CREATE EVENT TRIGGER patron_group_ddl_watch ON ddl_command_end
 REVOKE ALL ON FUNCTION @extschema@.supervisor_privileges(regrole, boolean),
     @extschema@.grant_supervisor(regrole), @extschema@.revoke_supervisor(regrole),
     @extschema@.ddl_watch() FROM PUBLIC;
+
+-- ===========================================================================
+-- Changing a mapping in place, and every backend told when it changes
+-- ===========================================================================
+
+-- alter_attachment(): what is given changes, what is NULL stays.
+CREATE FUNCTION @extschema@.alter_attachment(attached_table regclass,
+    patron_column name DEFAULT NULL,
+    barcode_column name DEFAULT NULL,
+    name_columns name[] DEFAULT NULL,
+    clone_columns name[] DEFAULT NULL,
+    active_when text DEFAULT NULL,
+    due_column name DEFAULT NULL,
+    open_when text DEFAULT NULL,
+    lost_when text DEFAULT NULL,
+    amount_column name DEFAULT NULL,
+    counts_when text DEFAULT NULL,
+    via regclass DEFAULT NULL,
+    via_id_column name DEFAULT NULL,
+    via_patron_column name DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_alter_attachment'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.alter_attachment(regclass, name, name, name[], name[], text, name, text, text, name, text, regclass, name, name) IS
+'Change how an attached table is read (a condition, a column, the transaction table of money) without detaching it; the totals it affects are recounted';
+
+-- Each backend keeps what is attached until it changes: any write to
+-- attachments, the owner's own included, tells every backend to read it again.
+CREATE FUNCTION @extschema@.attachments_changed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'pg_attachments_changed'
+LANGUAGE C;
+COMMENT ON FUNCTION @extschema@.attachments_changed() IS
+'Tells every backend that the attachments changed, so that none counts with an old mapping';
+CREATE TRIGGER attachments_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.attachments
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.attachments_changed();
+REVOKE ALL ON FUNCTION @extschema@.alter_attachment(regclass, name, name, name[], name[], text, name, text, text,
+    name, text, regclass, name, name), @extschema@.attachments_changed() FROM PUBLIC;
+
+-- The text columns of a condition are read only from a dump of an older
+-- version: setting one is refused rather than silently ignored.
+CREATE FUNCTION @extschema@.attachments_old_columns()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'the conditions of an attachment are not stored in patron_group.attachments since 1.2'
+        USING ERRCODE = 'feature_not_supported',
+              DETAIL = 'They are the expressions of the table''s mapping view.',
+              HINT = pg_catalog.format('Change one with SELECT patron_group.alter_attachment(%L, ...);', NEW.relid);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.attachments_old_columns() IS
+'Refuses an UPDATE that sets the condition columns of patron_group.attachments, which 1.2 does not read';
+CREATE TRIGGER attachments_old_columns
+    BEFORE UPDATE OF condition, lost_condition ON @extschema@.attachments
+    FOR EACH ROW WHEN (NEW.condition IS NOT NULL OR NEW.lost_condition IS NOT NULL)
+    EXECUTE FUNCTION @extschema@.attachments_old_columns();
+REVOKE ALL ON FUNCTION @extschema@.attachments_old_columns() FROM PUBLIC;
+
+-- limits has no primary key (the default's group_id is NULL): a publication
+-- of it needs the whole row as its replica identity, or the publisher
+-- refuses set_limits() and every removal of a group's last member.
+ALTER TABLE @extschema@.limits REPLICA IDENTITY FULL;
 
 -- 1.1 protected the attached tables only: protect their children and
 -- partitions and the transaction tables behind protected money now.

@@ -1,17 +1,20 @@
 /*
  * attach.c
- *		Attaching the library system's own tables: validate the mapping,
- *		create the triggers and indexes it needs, record it, and undo it all
- *		with detach().  Every check runs before anything is changed, so a
- *		failed attach leaves nothing behind.
+ *		The top layer for the DBA: attaching the library system's own tables,
+ *		changing how one is mapped (alter_attachment), and undoing it all with
+ *		detach().  Each call validates everything first, so a failed one
+ *		leaves nothing behind; then it creates the triggers and indexes the
+ *		table needs, its mapping view (mapping.c), records the attachment,
+ *		and counts what the table already holds, keeping writers out
+ *		meanwhile (SHARE ROW EXCLUSIVE).
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_inherits.h"
 #include "catalog/pg_attribute.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "commands/extension.h"
@@ -25,6 +28,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/plancache.h"
+#include "utils/rel.h"
 #include "utils/ruleutils.h"
 #include "utils/syscache.h"
 
@@ -32,137 +36,25 @@
 
 PG_FUNCTION_INFO_V1(pg_attach_patrons);
 PG_FUNCTION_INFO_V1(pg_attach_cards);
-PG_FUNCTION_INFO_V1(pg_detach);
 PG_FUNCTION_INFO_V1(pg_attach_circulations);
 PG_FUNCTION_INFO_V1(pg_attach_money);
+PG_FUNCTION_INFO_V1(pg_alter_attachment);
+PG_FUNCTION_INFO_V1(pg_detach);
+PG_FUNCTION_INFO_V1(pg_make_mapping_view);
+PG_FUNCTION_INFO_V1(pg_attachments_restore);
 
-/* Schema-qualified, quoted name of a relation. */
-char *
-qualified_relname(Oid relid)
-{
-	char	   *rel = get_rel_name(relid);
-	char	   *nsp = rel ? get_namespace_name(get_rel_namespace(relid)) : NULL;
+/* The names of the triggers attaching creates, per kind. */
+static const char *const patron_triggers[] = {"patron_group_insert", "patron_group_delete",
+"patron_group_update", "patron_group_truncate"};
+static const char *const totals_triggers[] = {"patron_group_totals_insert",
+	"patron_group_totals_update", "patron_group_totals_delete", "patron_group_totals_truncate",
+"patron_group_totals_insert_limits"};
+static const char *const via_triggers[] = {"patron_group_via_delete",
+"patron_group_via_update", "patron_group_via_truncate"};
 
-	if (rel == NULL || nsp == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("attached table with OID %u no longer exists", relid),
-				 errhint("The library system dropped it. Forget it with SELECT patron_group.detach(%u);", relid)));
-	return quote_qualified_identifier(nsp, rel);
-}
-
-/* Text of column 'col' of the current SPI row, or NULL. */
-static char *
-spi_text(int col)
-{
-	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col);
-}
-
-/* A name[] column of the current SPI row as a List of char *. */
-static List *
-spi_name_list(int col, bool quote)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
-	Datum	   *elems;
-	int			n;
-	List	   *result = NIL;
-
-	if (isnull)
-		return NIL;
-	deconstruct_array(DatumGetArrayTypeP(d), NAMEOID, NAMEDATALEN, false,
-					  TYPALIGN_CHAR, &elems, NULL, &n);
-	for (int i = 0; i < n; i++)
-	{
-		char	   *s = pstrdup(NameStr(*DatumGetName(elems[i])));
-
-		result = lappend(result, quote ? (char *) quote_identifier(s) : s);
-	}
-	return result;
-}
-
-/* The qualified name of a mapping view (an oid column of the current SPI row). */
-static char *
-spi_mapping(int col, Oid relid)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
-
-	if (isnull || get_rel_name(DatumGetObjectId(d)) == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the mapping view of \"%s\" is missing", get_rel_name(relid)),
-				 errhint("Detach the table with patron_group.detach() and attach it again.")));
-	return qualified_relname(DatumGetObjectId(d));
-}
-
-/*
- * Read the patron (and card) mapping from patron_group.attachments.  The
- * caller has connected to SPI.  Returns NULL when no patron table is attached
- * and missing_ok; otherwise that is an error.
- */
-PatronMap *
-load_patron_map(bool missing_ok)
-{
-	PatronMap  *map;
-	char	   *s;
-
-	(void) extension_owner();	/* refuses a schema this library cannot read */
-	if (SPI_execute("SELECT relid::pg_catalog.oid, id_column, barcode_column, "
-					"name_columns, clone_columns, mapping::pg_catalog.oid FROM " PG_SCHEMA ".attachments "
-					"WHERE kind OPERATOR(pg_catalog.=) 'patrons'", true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read patron_group.attachments");
-	if (SPI_processed == 0)
-	{
-		if (missing_ok)
-			return NULL;
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("no patron table is attached"),
-				 errhint("Attach the library system's patron table with patron_group.attach_patrons().")));
-	}
-	map = palloc0(sizeof(PatronMap));
-	map->relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-												SPI_tuptable->tupdesc, 1, &(bool) {false}));
-	map->relname = qualified_relname(map->relid);
-	map->id_column = (char *) quote_identifier(spi_text(2));
-	s = spi_text(3);
-	map->barcode_column = s ? (char *) quote_identifier(s) : NULL;
-	map->name_columns = spi_name_list(4, true);
-	map->clone_columns = spi_name_list(5, false);
-	map->mapping = spi_mapping(6, map->relid);
-
-	if (SPI_execute("SELECT relid::pg_catalog.oid, patron_column, barcode_column, mapping::pg_catalog.oid "
-					"FROM " PG_SCHEMA ".attachments "
-					"WHERE kind OPERATOR(pg_catalog.=) 'cards'", true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read patron_group.attachments");
-	if (SPI_processed == 1)
-	{
-		map->card_relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-														 SPI_tuptable->tupdesc, 1, &(bool) {false}));
-		map->card_relname = qualified_relname(map->card_relid);
-		map->card_patron_column = (char *) quote_identifier(spi_text(2));
-		map->card_barcode_column = (char *) quote_identifier(spi_text(3));
-		map->card_mapping = spi_mapping(4, map->card_relid);
-	}
-	return map;
-}
-
-/*
- * SQL for a patron's barcode, over alias, a row of the patron mapping view:
- * the patron's own, or an active card's.
- */
-char *
-barcode_sql(PatronMap *map, const char *alias)
-{
-	if (map->barcode_column)
-		return psprintf("%s.barcode::pg_catalog.text", alias);
-	if (map->card_mapping)
-		return psprintf("(SELECT pg_catalog.max(c.barcode::pg_catalog.text) FROM %s c "
-						"WHERE c.patron_id OPERATOR(pg_catalog.=) %s.patron_id AND c.is_active)",
-						map->card_mapping, alias);
-	return "NULL::pg_catalog.text";
-}
+/* ---------------------------------------------------------------------------
+ * Checks
+ * ------------------------------------------------------------------------- */
 
 /* The table to attach: a plain or partitioned table. */
 static Oid
@@ -231,74 +123,144 @@ check_barcode_column(Oid relid, const char *column)
 	check_column_category(relid, column, "barcode column", TYPCATEGORY_STRING, "a string type");
 }
 
-/* The current attachment kind of a table, or NULL. */
-static char *
-attached_kind(Oid relid)
+/* A column holding a due date: date or timestamp. */
+static void
+check_due_column(Oid relid, const char *column)
 {
-	Oid			argtypes[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	Oid			type = get_atttype(relid, check_column(relid, column, "due column"));
 
-	if (SPI_execute_with_args("SELECT kind FROM " PG_SCHEMA ".attachments "
-							  "WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
-							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read patron_group.attachments");
-	return SPI_processed ? spi_text(1) : NULL;
+	if (type != TIMESTAMPTZOID && type != TIMESTAMPOID && type != DATEOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("due column \"%s\" of relation \"%s\" has type %s, but must be a date or timestamp",
+						column, get_rel_name(relid), format_type_be(type))));
 }
 
-/* The table attached as 'kind' (patrons or cards), or InvalidOid. */
-static Oid
-attached_table(const char *kind)
+/* A column holding an amount of money: any numeric type. */
+static void
+check_amount_column(Oid relid, const char *column)
 {
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1] = {CStringGetTextDatum(kind)};
-	bool		isnull;
+	check_column_category(relid, column, "amount column", TYPCATEGORY_NUMERIC, "numeric");
+}
 
-	if (SPI_execute_with_args("SELECT relid::pg_catalog.oid FROM " PG_SCHEMA ".attachments "
-							  "WHERE kind OPERATOR(pg_catalog.=) $1",
-							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read patron_group.attachments");
-	if (SPI_processed == 0)
-		return InvalidOid;
-	return DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+/* The names of the columns a patron table's clone copies, checked. */
+static void
+check_clone_columns(Oid relid, const char *id_column, Datum clone_columns)
+{
+	Datum	   *elems;
+	int			n;
+
+	deconstruct_array(DatumGetArrayTypeP(clone_columns), NAMEOID, NAMEDATALEN,
+					  false, TYPALIGN_CHAR, &elems, NULL, &n);
+	for (int i = 0; i < n; i++)
+	{
+		const char *col = NameStr(*DatumGetName(elems[i]));
+		AttrNumber	attnum = check_column(relid, col, "clone column");
+		HeapTuple	tup = SearchSysCache2(ATTNUM, ObjectIdGetDatum(relid), Int16GetDatum(attnum));
+		Form_pg_attribute att = (Form_pg_attribute) GETSTRUCT(tup);
+		bool		bad = att->attgenerated || att->attidentity == ATTRIBUTE_IDENTITY_ALWAYS;
+
+		ReleaseSysCache(tup);
+		if (bad || strcmp(col, id_column) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("column \"%s\" of relation \"%s\" cannot be cloned",
+							col, get_rel_name(relid)),
+					 errdetail("The patron id and generated columns are never copied.")));
+	}
+}
+
+/* The name columns of a patron table, checked, as a List of char *. */
+static List *
+check_name_columns(Oid relid, Datum name_columns)
+{
+	Datum	   *elems;
+	int			n;
+	List	   *result = NIL;
+
+	deconstruct_array(DatumGetArrayTypeP(name_columns), NAMEOID, NAMEDATALEN,
+					  false, TYPALIGN_CHAR, &elems, NULL, &n);
+	for (int i = 0; i < n; i++)
+	{
+		check_column(relid, NameStr(*DatumGetName(elems[i])), "name column");
+		result = lappend(result, pstrdup(NameStr(*DatumGetName(elems[i]))));
+	}
+	return result;
 }
 
 /* Refuse to attach a table twice, or a second table of a kind that allows one. */
 static void
-check_not_attached(Oid relid, const char *kind)
+check_not_attached(Oid relid, MappingKind kind)
 {
-	char	   *current = attached_kind(relid);
-	Oid			other;
+	const Attachment *current = attachment_of(relid);
+	ListCell   *lc;
 
 	if (current)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
-				 errmsg("table \"%s\" is already attached as %s", get_rel_name(relid), current),
+				 errmsg("table \"%s\" is already attached as %s", get_rel_name(relid),
+						mapping_kind_name(current->kind)),
 				 errhint("Detach it first with patron_group.detach('%s').", qualified_relname(relid))));
-	if (strcmp(kind, "patrons") != 0 && strcmp(kind, "cards") != 0)
+	if (kind != MAP_PATRONS && kind != MAP_CARDS)
 		return;					/* several circulation and money tables are fine */
-	other = attached_table(kind);
-	if (OidIsValid(other))
-		ereport(ERROR,
-				(errcode(ERRCODE_DUPLICATE_OBJECT),
-				 errmsg("a %s table is already attached: \"%s\"", kind, get_rel_name(other)),
-				 errhint("Detach it first with patron_group.detach('%s').", qualified_relname(other))));
+	foreach(lc, get_mapping()->all)
+	{
+		Attachment *other = lfirst(lc);
+
+		if (other->kind == kind)
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_OBJECT),
+					 errmsg("a %s table is already attached: \"%s\"", mapping_kind_name(kind),
+							get_rel_name(other->relid)),
+					 errhint("Detach it first with patron_group.detach('%s').", other->relname)));
+	}
 }
 
-/* Run a utility statement through SPI. */
+/* Refuse what needs a patron table when none is attached. */
 static void
-spi_exec(const char *sql)
+check_patrons_attached(const char *what)
 {
-	int			rc = SPI_execute(sql, false, 0);
+	if (mapping_patrons(true) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no patron table is attached"),
+				 errhint("Attach the patron table with patron_group.attach_patrons() before %s.", what)));
+}
 
-	if (rc < 0)
-		elog(ERROR, "SPI_execute failed (%d): %s", rc, sql);
+/*
+ * Refuse a table whose rows another attached circulation or money table
+ * already sees through inheritance or partitioning: its rows would count
+ * twice.
+ */
+static void
+check_no_overlap(Oid relid)
+{
+	List	   *mine = find_all_inheritors(relid, NoLock, NULL);
+	ListCell   *lc;
+
+	foreach(lc, get_mapping()->totals)
+	{
+		Oid			other = ((Attachment *) lfirst(lc))->relid;
+
+		if (other == relid)
+			continue;
+		if (list_member_oid(mine, other) ||
+			list_member_oid(find_all_inheritors(other, NoLock, NULL), relid))
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_OBJECT),
+					 errmsg("table \"%s\" shares rows with attached table \"%s\" through inheritance or partitioning",
+							get_rel_name(relid), get_rel_name(other)),
+					 errhint("Attach either the parent or its children, not both.")));
+	}
 }
 
 /*
  * Validate a boolean condition over a row of relid and return it in
- * canonical (deparsed) form.  It must parse as one expression over that
- * table alone, be boolean, and use no subqueries, aggregates, set-returning
- * or volatile functions.
+ * canonical (deparsed) form, which the mapping view is made from.  It must
+ * parse as one expression over that table alone, be boolean, and use no
+ * subqueries, aggregates, set-returning or volatile functions.  The caller
+ * runs with search_path pinned (every SQL function of the extension does),
+ * so the deparsed form qualifies every name outside pg_catalog.
  */
 static char *
 validate_condition(Oid relid, const char *condition, const char *what)
@@ -310,6 +272,7 @@ validate_condition(Oid relid, const char *condition, const char *what)
 	Query	   *q;
 	TargetEntry *te;
 	Node	   *expr;
+	char	   *result;
 
 	plan = SPI_prepare(sql, 0, NULL);
 	if (plan == NULL)
@@ -348,10 +311,23 @@ validate_condition(Oid relid, const char *condition, const char *what)
 				 errmsg("%s must give the same answer for the same row whenever it is evaluated", what),
 				 errdetail("Given: %s", condition),
 				 errhint("Volatile and stable functions such as random() or now() are not allowed: counts are kept, not recomputed.")));
-	return deparse_expression(expr,
-							  deparse_context_for(get_rel_name(relid), relid),
-							  false, false);
+	result = deparse_expression(expr, deparse_context_for(get_rel_name(relid), relid), false, false);
+	SPI_freeplan(plan);
+	return result;
 }
+
+/* The text argument argno as a validated condition, or NULL when NULL. */
+static char *
+condition_arg(FunctionCallInfo fcinfo, int argno, Oid relid, const char *what)
+{
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	return validate_condition(relid, text_to_cstring(PG_GETARG_TEXT_PP(argno)), what);
+}
+
+/* ---------------------------------------------------------------------------
+ * What attaching creates on the library system's tables
+ * ------------------------------------------------------------------------- */
 
 /* CREATE INDEX on the normalized barcode; returns the index's oid. */
 static Oid
@@ -368,407 +344,29 @@ create_barcode_index(Oid relid, const char *column)
 	return get_relname_relid(name, nsp);
 }
 
-/*
- * Everything an attachment row records, besides its mapping; NULL pointers
- * are stored as NULL.
- */
-typedef struct AttachmentRow
-{
-	MappingSpec spec;			/* kind, table, columns and conditions */
-	Datum		name_columns;	/* name[] or 0 */
-	Datum		clone_columns;	/* name[] or 0 */
-	Oid			via_relid;
-	const char *via_id_column;
-	const char *via_patron_column;
-	Oid			barcode_index;
-} AttachmentRow;
-
-/*
- * Make the mapping view of an attachment and record the attachment (as the
- * extension owner).
- */
+/* Drop the barcode index an attachment recorded, found by name among the table's. */
 static void
-record_attachment(AttachmentRow *a)
+drop_barcode_index(const Attachment *a)
 {
-	Oid			argtypes[15] = {OIDOID, TEXTOID, NAMEOID, NAMEOID, NAMEOID,
-		NAMEARRAYOID, NAMEARRAYOID, NAMEOID, TEXTOID, NAMEOID,
-	OIDOID, NAMEOID, NAMEOID, TEXTOID, OIDOID};
-	Datum		values[15];
-	char		nulls[16] = "               ";
-	MappingSpec *m = &a->spec;
-	OwnerContext oc;
-
-#define NAME_OR_NULL(i, s) \
-	do { if (s) values[i] = DirectFunctionCall1(namein, CStringGetDatum(s)); \
-		 else nulls[i] = 'n'; } while (0)
-#define TEXT_OR_NULL(i, s) \
-	do { if (s) values[i] = CStringGetTextDatum(s); else nulls[i] = 'n'; } while (0)
-#define DATUM_OR_NULL(i, d) \
-	do { values[i] = (d); if ((d) == (Datum) 0) nulls[i] = 'n'; } while (0)
-
-	m->via = OidIsValid(a->via_relid);
-	values[0] = ObjectIdGetDatum(m->relid);
-	values[1] = CStringGetTextDatum(mapping_kind_name(m->kind));
-	NAME_OR_NULL(2, m->id_column);
-	NAME_OR_NULL(3, m->patron_column);
-	NAME_OR_NULL(4, m->barcode_column);
-	DATUM_OR_NULL(5, a->name_columns);
-	DATUM_OR_NULL(6, a->clone_columns);
-	NAME_OR_NULL(7, m->due_column);
-	TEXT_OR_NULL(8, m->money_kind);
-	NAME_OR_NULL(9, m->amount_column);
-	DATUM_OR_NULL(10, ObjectIdGetDatum(a->via_relid));
-	NAME_OR_NULL(11, a->via_id_column);
-	NAME_OR_NULL(12, a->via_patron_column);
-	/* by name: an index is restored after the table's data, a regclass could not be */
-	TEXT_OR_NULL(13, OidIsValid(a->barcode_index) ? qualified_relname(a->barcode_index) : NULL);
-	values[14] = ObjectIdGetDatum(create_mapping_view(m));
-
-	become_extension_owner(&oc);
-	if (SPI_execute_with_args("INSERT INTO " PG_SCHEMA ".attachments (relid, kind, id_column, "
-							  "patron_column, barcode_column, name_columns, clone_columns, "
-							  "due_column, money_kind, amount_column, "
-							  "via_relid, via_id_column, via_patron_column, barcode_index, mapping) "
-							  "VALUES ($1::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
-							  "$11::pg_catalog.regclass, $12, $13, $14, $15::pg_catalog.regclass)",
-							  15, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not record the attachment");
-	restore_user(&oc);
-}
-
-/* attach_patrons(): attach the library system's patron table. */
-Datum
-pg_attach_patrons(PG_FUNCTION_ARGS)
-{
-	Oid			relid;
-	char	   *id_column;
-	char	   *barcode_column = NULL;
-	char	   *relname;
-	Datum		name_columns = (Datum) 0;
-	List	   *name_list = NIL;
-	Datum		clone_columns;
-	Oid			index = InvalidOid;
-	OwnerContext oc;
-	Datum	   *elems;
-	int			n;
-	const char *qid;
-
-	require_arg(fcinfo, 0, "patron_table");
-	require_arg(fcinfo, 1, "id_column");
-	relid = check_table(PG_GETARG_OID(0));
-	id_column = NameStr(*PG_GETARG_NAME(1));
-	if (!PG_ARGISNULL(2))
-		barcode_column = NameStr(*PG_GETARG_NAME(2));
-	clone_columns = PG_ARGISNULL(4) ?
-		PointerGetDatum(construct_empty_array(NAMEOID)) : PG_GETARG_DATUM(4);
-
-	SPI_connect();
-	check_not_attached(relid, "patrons");
-	check_id_column(relid, id_column, "id column");
-	if (barcode_column)
-		check_barcode_column(relid, barcode_column);
-	if (!PG_ARGISNULL(3))
-	{
-		name_columns = PG_GETARG_DATUM(3);
-		deconstruct_array(DatumGetArrayTypeP(name_columns), NAMEOID, NAMEDATALEN,
-						  false, TYPALIGN_CHAR, &elems, NULL, &n);
-		for (int i = 0; i < n; i++)
-		{
-			check_column(relid, NameStr(*DatumGetName(elems[i])), "name column");
-			name_list = lappend(name_list, pstrdup(NameStr(*DatumGetName(elems[i]))));
-		}
-	}
-	deconstruct_array(DatumGetArrayTypeP(clone_columns), NAMEOID, NAMEDATALEN,
-					  false, TYPALIGN_CHAR, &elems, NULL, &n);
-	for (int i = 0; i < n; i++)
-	{
-		const char *col = NameStr(*DatumGetName(elems[i]));
-		AttrNumber	attnum = check_column(relid, col, "clone column");
-		HeapTuple	tup = SearchSysCache2(ATTNUM, ObjectIdGetDatum(relid), Int16GetDatum(attnum));
-		Form_pg_attribute att = (Form_pg_attribute) GETSTRUCT(tup);
-		bool		bad = att->attgenerated || att->attidentity == ATTRIBUTE_IDENTITY_ALWAYS;
-
-		ReleaseSysCache(tup);
-		if (bad || strcmp(col, id_column) == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("column \"%s\" of relation \"%s\" cannot be cloned",
-							col, get_rel_name(relid)),
-					 errdetail("The patron id and generated columns are never copied.")));
-	}
-
-	/* everything checked: now change things, keeping writers out meanwhile */
-	relname = qualified_relname(relid);
-	qid = quote_identifier(id_column);
-	spi_exec(psprintf("LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE", relname));
-	if (barcode_column)
-		index = create_barcode_index(relid, barcode_column);
-	spi_exec(psprintf("CREATE TRIGGER patron_group_insert AFTER INSERT ON %s "
-					  "REFERENCING NEW TABLE AS patron_group_new FOR EACH STATEMENT "
-					  "EXECUTE FUNCTION " PG_SCHEMA ".patrons_trigger(%s)",
-					  relname, quote_literal_cstr(id_column)));
-	spi_exec(psprintf("CREATE TRIGGER patron_group_delete AFTER DELETE ON %s "
-					  "REFERENCING OLD TABLE AS patron_group_old FOR EACH STATEMENT "
-					  "EXECUTE FUNCTION " PG_SCHEMA ".patrons_trigger(%s)",
-					  relname, quote_literal_cstr(id_column)));
-	spi_exec(psprintf("CREATE TRIGGER patron_group_update AFTER UPDATE OF %s ON %s "
-					  "FOR EACH ROW WHEN (OLD.%s IS DISTINCT FROM NEW.%s) "
-					  "EXECUTE FUNCTION " PG_SCHEMA ".patrons_trigger(%s)",
-					  qid, relname, qid, qid, quote_literal_cstr(id_column)));
-	spi_exec(psprintf("CREATE TRIGGER patron_group_truncate AFTER TRUNCATE ON %s "
-					  "FOR EACH STATEMENT EXECUTE FUNCTION " PG_SCHEMA ".patrons_trigger(%s)",
-					  relname, quote_literal_cstr(id_column)));
-
-	{
-		AttachmentRow a = {.spec = {.kind = MAP_PATRONS,.relid = relid,.id_column = id_column,
-			.barcode_column = barcode_column,.name_columns = name_list},
-			.name_columns = name_columns,.clone_columns = clone_columns,
-		.barcode_index = index};
-
-		record_attachment(&a);
-	}
-
-	become_extension_owner(&oc);
-	spi_exec(psprintf("INSERT INTO " PG_SCHEMA ".accounts (patron_id) "
-					  "SELECT %s FROM %s ON CONFLICT DO NOTHING", qid, relname));
-	restore_user(&oc);
-	SPI_finish();
-	PG_RETURN_VOID();
-}
-
-/* attach_cards(): attach the table that holds patrons' card barcodes. */
-Datum
-pg_attach_cards(PG_FUNCTION_ARGS)
-{
-	Oid			relid;
-	char	   *patron_column;
-	char	   *barcode_column;
-	char	   *condition = NULL;
-	Oid			index;
-
-	require_arg(fcinfo, 0, "card_table");
-	require_arg(fcinfo, 1, "patron_column");
-	require_arg(fcinfo, 2, "barcode_column");
-	relid = check_table(PG_GETARG_OID(0));
-	patron_column = NameStr(*PG_GETARG_NAME(1));
-	barcode_column = NameStr(*PG_GETARG_NAME(2));
-
-	SPI_connect();
-	if (!OidIsValid(attached_table("patrons")))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("no patron table is attached"),
-				 errhint("Attach the patron table with patron_group.attach_patrons() before its cards.")));
-	check_not_attached(relid, "cards");
-	check_id_column(relid, patron_column, "patron column");
-	check_barcode_column(relid, barcode_column);
-	if (!PG_ARGISNULL(3))
-		condition = validate_condition(relid, text_to_cstring(PG_GETARG_TEXT_PP(3)),
-									   "active_when");
-
-	index = create_barcode_index(relid, barcode_column);
-	{
-		AttachmentRow a = {.spec = {.kind = MAP_CARDS,.relid = relid,.patron_column = patron_column,
-			.barcode_column = barcode_column,.condition = condition},
-		.barcode_index = index};
-
-		record_attachment(&a);
-	}
-	SPI_finish();
-	PG_RETURN_VOID();
-}
-
-static const char *const via_triggers[] = {"patron_group_via_delete",
-"patron_group_via_update", "patron_group_via_truncate"};
-
-/* Drop the triggers of a transaction table that money was resolved through. */
-static void
-drop_via_triggers(Oid via)
-{
-	for (size_t i = 0; i < lengthof(via_triggers); i++)
-		if (OidIsValid(get_trigger_oid(via, via_triggers[i], true)))
-			spi_exec(psprintf("DROP TRIGGER %s ON %s", via_triggers[i], qualified_relname(via)));
-}
-
-/* detach(): undo an attach. */
-Datum
-pg_detach(PG_FUNCTION_ARGS)
-{
-	Oid			relid;
-	Oid			argtypes[1] = {OIDOID};
-	Datum		values[1];
-	char	   *kind;
-	bool		dropped;
+	Oid			types[2] = {OIDOID, TEXTOID};
+	Datum		values[2];
 	bool		isnull;
 	Datum		index;
-	OwnerContext oc;
 
-	require_arg(fcinfo, 0, "attached_table");
-	relid = PG_GETARG_OID(0);
-	values[0] = ObjectIdGetDatum(relid);
-	SPI_connect();
-	kind = attached_kind(relid);
-	if (kind == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("table \"%s\" is not attached", get_rel_name(relid))));
-
-	/*
-	 * A table the library system dropped took its triggers and index with
-	 * it: only the attachment is left to forget, and its share of the totals.
-	 */
-	dropped = get_rel_name(relid) == NULL;
-
-	/* a protected table is unprotected first, as unprotect() does */
-	{
-		bool		was;
-		List	   *released = protected_by(relid);
-
-		if (set_protected(relid, false, &was) && was)
-			sync_protection_for(true, released);
-	}
-	if (strcmp(kind, "patrons") == 0 && !dropped)
-	{
-		if (SPI_execute("SELECT relid FROM " PG_SCHEMA ".attachments "
-						"WHERE kind OPERATOR(pg_catalog.<>) 'patrons'", true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not read patron_group.attachments");
-		if (SPI_processed > 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
-					 errmsg("cannot detach the patron table while other tables are attached"),
-					 errdetail("Table \"%s\" is still attached.", spi_text(1)),
-					 errhint("Detach the other tables first.")));
-	}
-
-	if (!dropped)
-	{
-		char	   *relname = qualified_relname(relid);
-
-		/* the index is found among the table's by its name, wherever its schema went */
-		if (SPI_execute_with_args("SELECT (SELECT i.indexrelid FROM pg_catalog.pg_index i "
-								  "JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid "
-								  "WHERE i.indrelid OPERATOR(pg_catalog.=) a.relid::pg_catalog.oid "
-								  "AND c.relname OPERATOR(pg_catalog.=) (SELECT p[pg_catalog.array_upper(p, 1)] "
-								  "FROM pg_catalog.parse_ident(a.barcode_index::pg_catalog.text) p)) "
-								  "FROM " PG_SCHEMA ".attachments a "
-								  "WHERE a.relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
-								  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not read patron_group.attachments");
-		index = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		if (!isnull && get_rel_name(DatumGetObjectId(index)) != NULL)
-			spi_exec(psprintf("DROP INDEX %s", qualified_relname(DatumGetObjectId(index))));
-
-		if (strcmp(kind, "patrons") == 0)
-		{
-			static const char *const triggers[] = {"patron_group_insert", "patron_group_delete",
-			"patron_group_update", "patron_group_truncate"};
-
-			for (size_t i = 0; i < lengthof(triggers); i++)
-				spi_exec(psprintf("DROP TRIGGER IF EXISTS %s ON %s", triggers[i], relname));
-		}
-		if (strcmp(kind, "circulations") == 0 || strcmp(kind, "money") == 0)
-		{
-			static const char *const triggers[] = {"patron_group_totals_insert",
-				"patron_group_totals_update", "patron_group_totals_delete",
-			"patron_group_totals_truncate"};
-
-			spi_exec(psprintf("LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE", relname));
-			for (size_t i = 0; i < lengthof(triggers); i++)
-				spi_exec(psprintf("DROP TRIGGER IF EXISTS %s ON %s", triggers[i], relname));
-			/* enforce_limits' trigger, when enforcement is on (quietly otherwise) */
-			if (OidIsValid(get_trigger_oid(relid, "patron_group_totals_insert_limits", true)))
-				spi_exec(psprintf("DROP TRIGGER patron_group_totals_insert_limits ON %s", relname));
-		}
-	}
-
-	/* the transaction table's triggers go with the last money table using it */
-	if (SPI_execute_with_args("SELECT a.via_relid::pg_catalog.oid FROM " PG_SCHEMA ".attachments a "
-							  "WHERE a.relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1 AND a.via_relid IS NOT NULL "
-							  "AND EXISTS (SELECT FROM pg_catalog.pg_class c "
-							  "WHERE c.oid OPERATOR(pg_catalog.=) a.via_relid::pg_catalog.oid) "
-							  "AND NOT EXISTS (SELECT FROM " PG_SCHEMA ".attachments b "
-							  "WHERE b.via_relid OPERATOR(pg_catalog.=) a.via_relid "
-							  "AND b.relid OPERATOR(pg_catalog.<>) a.relid)",
-							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read patron_group.attachments");
-	if (SPI_processed == 1)
-		drop_via_triggers(DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-														 SPI_tuptable->tupdesc, 1, &isnull)));
-
-	become_extension_owner(&oc);
-	history_context_set(NULL, dropped ? "attached table dropped" : "patron table detached");
-	if (SPI_execute_with_args("DELETE FROM " PG_SCHEMA ".attachments "
-							  "WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1 "
-							  "RETURNING mapping::pg_catalog.oid",
-							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
-		elog(ERROR, "could not delete the attachment");
-	if (SPI_processed == 1)
-	{
-		Datum		mapping = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-
-		if (!isnull)
-			drop_mapping_view(DatumGetObjectId(mapping));
-	}
-	if (strcmp(kind, "patrons") == 0)
-	{
-		spi_exec("DELETE FROM " PG_SCHEMA ".accounts");
-		spi_exec("DELETE FROM " PG_SCHEMA ".groups");
-	}
-	else if (strcmp(kind, "circulations") == 0 || strcmp(kind, "money") == 0)
-		(void) rebuild_totals(NULL);	/* take the table's share out of the totals */
-	history_context_clear();
-	restore_user(&oc);
-	SPI_finish();
-	PG_RETURN_VOID();
-}
-
-/* A column holding a due date: date or timestamp. */
-static void
-check_due_column(Oid relid, const char *column)
-{
-	Oid			type = get_atttype(relid, check_column(relid, column, "due column"));
-
-	if (type != TIMESTAMPTZOID && type != TIMESTAMPOID && type != DATEOID)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("due column \"%s\" of relation \"%s\" has type %s, but must be a date or timestamp",
-						column, get_rel_name(relid), format_type_be(type))));
-}
-
-/* A column holding an amount of money: any numeric type. */
-static void
-check_amount_column(Oid relid, const char *column)
-{
-	check_column_category(relid, column, "amount column", TYPCATEGORY_NUMERIC, "numeric");
-}
-
-/*
- * Refuse a table whose rows another attached circulation or money table
- * already sees through inheritance or partitioning: its rows would count
- * twice.
- */
-static void
-check_no_overlap(Oid relid)
-{
-	List	   *mine = find_all_inheritors(relid, NoLock, NULL);
-
-	if (SPI_execute("SELECT relid::pg_catalog.oid FROM " PG_SCHEMA ".attachments "
-					"WHERE kind OPERATOR(pg_catalog.=) ANY ('{circulations,money}')", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read patron_group.attachments");
-	for (uint64 r = 0; r < SPI_processed; r++)
-	{
-		bool		isnull;
-		Oid			other = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[r],
-														   SPI_tuptable->tupdesc, 1, &isnull));
-
-		if (list_member_oid(mine, other) ||
-			list_member_oid(find_all_inheritors(other, NoLock, NULL), relid))
-			ereport(ERROR,
-					(errcode(ERRCODE_DUPLICATE_OBJECT),
-					 errmsg("table \"%s\" shares rows with attached table \"%s\" through inheritance or partitioning",
-							get_rel_name(relid), get_rel_name(other)),
-					 errhint("Attach either the parent or its children, not both.")));
-	}
+	if (a->barcode_index == NULL)
+		return;
+	values[0] = ObjectIdGetDatum(a->relid);
+	values[1] = CStringGetTextDatum(a->barcode_index);
+	/* by its name, wherever its schema went */
+	run_sql("SELECT (SELECT i.indexrelid FROM pg_catalog.pg_index i "
+			"JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid "
+			"WHERE i.indrelid OPERATOR(pg_catalog.=) $1 "
+			"AND c.relname OPERATOR(pg_catalog.=) (SELECT p[pg_catalog.array_upper(p, 1)] "
+			"FROM pg_catalog.parse_ident($2) p))",
+			2, types, values, NULL, true, SPI_OK_SELECT);
+	index = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull && get_rel_name(DatumGetObjectId(index)) != NULL)
+		spi_exec(psprintf("DROP INDEX %s", qualified_relname(DatumGetObjectId(index))));
 }
 
 /* Warn when no index leads with a column that lookups filter on. */
@@ -778,15 +376,36 @@ warn_missing_index(Oid relid, const char *column, const char *why)
 	Oid			types[2] = {OIDOID, INT2OID};
 	Datum		values[2] = {ObjectIdGetDatum(relid), Int16GetDatum(get_attnum(relid, column))};
 
-	if (SPI_execute_with_args("SELECT FROM pg_catalog.pg_index WHERE indrelid OPERATOR(pg_catalog.=) $1 "
-							  "AND indkey[0] OPERATOR(pg_catalog.=) $2",
-							  2, types, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read pg_index");
+	run_sql("SELECT FROM pg_catalog.pg_index WHERE indrelid OPERATOR(pg_catalog.=) $1 "
+			"AND indkey[0] OPERATOR(pg_catalog.=) $2",
+			2, types, values, NULL, true, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(WARNING,
 				(errmsg("no index on column \"%s\" of relation \"%s\"", column, get_rel_name(relid)),
 				 errdetail("%s", why),
 				 errhint("CREATE INDEX ON %s (%s);", qualified_relname(relid), quote_identifier(column))));
+}
+
+/* Create the triggers of the patron table. */
+static void
+create_patron_triggers(const char *relname, const char *id_column)
+{
+	const char *qid = quote_identifier(id_column);
+	const char *arg = quote_literal_cstr(id_column);
+
+	spi_exec(psprintf("CREATE TRIGGER patron_group_insert AFTER INSERT ON %s "
+					  "REFERENCING NEW TABLE AS patron_group_new FOR EACH STATEMENT "
+					  "EXECUTE FUNCTION " PG_SCHEMA ".patrons_trigger(%s)", relname, arg));
+	spi_exec(psprintf("CREATE TRIGGER patron_group_delete AFTER DELETE ON %s "
+					  "REFERENCING OLD TABLE AS patron_group_old FOR EACH STATEMENT "
+					  "EXECUTE FUNCTION " PG_SCHEMA ".patrons_trigger(%s)", relname, arg));
+	spi_exec(psprintf("CREATE TRIGGER patron_group_update AFTER UPDATE OF %s ON %s "
+					  "FOR EACH ROW WHEN (OLD.%s IS DISTINCT FROM NEW.%s) "
+					  "EXECUTE FUNCTION " PG_SCHEMA ".patrons_trigger(%s)",
+					  qid, relname, qid, qid, arg));
+	spi_exec(psprintf("CREATE TRIGGER patron_group_truncate AFTER TRUNCATE ON %s "
+					  "FOR EACH STATEMENT EXECUTE FUNCTION " PG_SCHEMA ".patrons_trigger(%s)",
+					  relname, arg));
 }
 
 /* Create the totals triggers of a circulation or money table. */
@@ -806,29 +425,280 @@ create_totals_triggers(const char *relname)
 					  "FOR EACH STATEMENT EXECUTE FUNCTION " PG_SCHEMA ".totals_trigger()", relname));
 }
 
-/* Record the attachment and compute the initial totals, as the extension owner. */
+/* Drop the named triggers that exist on a table. */
 static void
-finish_totals_attach(AttachmentRow *a)
+drop_triggers(Oid relid, const char *const *names, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (OidIsValid(get_trigger_oid(relid, names[i], true)))
+			spi_exec(psprintf("DROP TRIGGER %s ON %s", names[i], qualified_relname(relid)));
+}
+
+/* Create (anew) the triggers of a transaction table that money is resolved through. */
+static void
+create_via_triggers(Oid via)
+{
+	char	   *vname = qualified_relname(via);
+
+	drop_triggers(via, via_triggers, lengthof(via_triggers));
+	CommandCounterIncrement();
+	spi_exec(psprintf("CREATE TRIGGER %s BEFORE DELETE ON %s FOR EACH ROW "
+					  "EXECUTE FUNCTION " PG_SCHEMA ".via_trigger()", via_triggers[0], vname));
+	spi_exec(psprintf("CREATE TRIGGER %s AFTER UPDATE ON %s "
+					  "REFERENCING OLD TABLE AS patron_group_old NEW TABLE AS patron_group_new "
+					  "FOR EACH STATEMENT EXECUTE FUNCTION " PG_SCHEMA ".via_trigger()",
+					  via_triggers[1], vname));
+	spi_exec(psprintf("CREATE TRIGGER %s AFTER TRUNCATE ON %s FOR EACH STATEMENT "
+					  "EXECUTE FUNCTION " PG_SCHEMA ".via_trigger()", via_triggers[2], vname));
+}
+
+/*
+ * Drop the transaction table's triggers unless money other than 'except'
+ * still names that table.
+ */
+static void
+release_via(Oid via, Oid except)
+{
+	ListCell   *lc;
+
+	if (!OidIsValid(via) || get_rel_name(via) == NULL)
+		return;
+	foreach(lc, get_mapping()->all)
+	{
+		Attachment *a = lfirst(lc);
+
+		if (a->via_relid == via && a->relid != except)
+			return;
+	}
+	drop_triggers(via, via_triggers, lengthof(via_triggers));
+}
+
+/* Keep writers of a table out while its attachment is made or changed. */
+static void
+lock_for_attach(Oid relid)
+{
+	spi_exec(psprintf("LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE", qualified_relname(relid)));
+}
+
+/* ---------------------------------------------------------------------------
+ * Recording
+ * ------------------------------------------------------------------------- */
+
+/* The columns of an attachments row being written: names, types, values. */
+typedef struct RowValues
+{
+	int			n;
+	const char *names[16];
+	Oid			types[16];
+	Datum		values[16];
+	char		nulls[16];
+} RowValues;
+
+/* Add a column to a row; a NULL value (a NULL pointer, or 0 for a Datum) is stored as NULL. */
+static void
+set_name(RowValues *r, const char *column, const char *value)
+{
+	r->names[r->n] = column;
+	r->types[r->n] = NAMEOID;
+	r->values[r->n] = value ? DirectFunctionCall1(namein, CStringGetDatum(value)) : (Datum) 0;
+	r->nulls[r->n++] = value ? ' ' : 'n';
+}
+
+static void
+set_value(RowValues *r, const char *column, Oid type, Datum value, bool isnull)
+{
+	r->names[r->n] = column;
+	r->types[r->n] = type;
+	r->values[r->n] = value;
+	r->nulls[r->n++] = isnull ? 'n' : ' ';
+}
+
+/* The attachments row of a mapping spec, its mapping view and the rest. */
+static void
+spec_row(RowValues *r, const MappingSpec *m, Oid view)
+{
+	set_name(r, "id_column", m->id_column);
+	set_name(r, "patron_column", m->patron_column);
+	set_name(r, "barcode_column", m->barcode_column);
+	set_name(r, "due_column", m->due_column);
+	set_value(r, "money_kind", TEXTOID, m->money_kind ? CStringGetTextDatum(m->money_kind) : 0,
+			  m->money_kind == NULL);
+	set_name(r, "amount_column", m->amount_column);
+	set_value(r, "mapping", OIDOID, ObjectIdGetDatum(view), false);
+}
+
+/* INSERT or UPDATE the attachments row of relid with r's columns, as the owner. */
+static void
+write_attachment(Oid relid, RowValues *r, bool insert)
+{
+	StringInfoData sql;
+	OwnerContext oc;
+
+	initStringInfo(&sql);
+	if (insert)
+	{
+		appendStringInfoString(&sql, "INSERT INTO " PG_SCHEMA ".attachments (relid");
+		for (int i = 0; i < r->n; i++)
+			appendStringInfo(&sql, ", %s", r->names[i]);
+		appendStringInfoString(&sql, ") VALUES ($1::pg_catalog.regclass");
+		for (int i = 0; i < r->n; i++)
+			appendStringInfo(&sql, ", $%d%s", i + 2, r->types[i] == OIDOID ? "::pg_catalog.regclass" : "");
+		appendStringInfoChar(&sql, ')');
+	}
+	else
+	{
+		appendStringInfoString(&sql, "UPDATE " PG_SCHEMA ".attachments SET ");
+		for (int i = 0; i < r->n; i++)
+			appendStringInfo(&sql, "%s%s = $%d%s", i ? ", " : "", r->names[i], i + 2,
+							 r->types[i] == OIDOID ? "::pg_catalog.regclass" : "");
+		appendStringInfoString(&sql, " WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1");
+	}
+	/* the table first, then the columns */
+	memmove(r->types + 1, r->types, sizeof(Oid) * r->n);
+	memmove(r->values + 1, r->values, sizeof(Datum) * r->n);
+	memmove(r->nulls + 1, r->nulls, r->n);
+	r->types[0] = OIDOID;
+	r->values[0] = ObjectIdGetDatum(relid);
+	r->nulls[0] = ' ';
+	become_extension_owner(&oc);
+	run_sql(sql.data, r->n + 1, r->types, r->values, r->nulls, false,
+			insert ? SPI_OK_INSERT : SPI_OK_UPDATE);
+	restore_user(&oc);
+	mapping_changed();
+}
+
+/*
+ * Make the mapping view of a table and record its attachment.  'extra'
+ * holds the columns besides those of the mapping spec.
+ */
+static void
+record_attachment(MappingSpec *m, RowValues *extra)
+{
+	RowValues	r = *extra;
+
+	set_value(&r, "kind", TEXTOID, CStringGetTextDatum(mapping_kind_name(m->kind)), false);
+	spec_row(&r, m, create_mapping_view(m));
+	write_attachment(m->relid, &r, true);
+}
+
+/* Count what the attached tables hold, as the extension owner. */
+static void
+recount_all(void)
 {
 	OwnerContext oc;
 
-	record_attachment(a);
 	become_extension_owner(&oc);
 	(void) rebuild_totals(NULL);
 	restore_user(&oc);
 }
 
+/* ---------------------------------------------------------------------------
+ * attach_patrons, attach_cards, attach_circulations, attach_money
+ * ------------------------------------------------------------------------- */
+
+/* attach_patrons(): attach the library system's patron table. */
+Datum
+pg_attach_patrons(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	char	   *id_column;
+	char	   *barcode_column = NULL;
+	char	   *relname;
+	Datum		name_columns = (Datum) 0;
+	Datum		clone_columns;
+	Oid			index = InvalidOid;
+	OwnerContext oc;
+	MappingSpec m;
+	RowValues	extra = {0};
+
+	require_arg(fcinfo, 0, "patron_table");
+	require_arg(fcinfo, 1, "id_column");
+	relid = check_table(PG_GETARG_OID(0));
+	id_column = NameStr(*PG_GETARG_NAME(1));
+	if (!PG_ARGISNULL(2))
+		barcode_column = NameStr(*PG_GETARG_NAME(2));
+	clone_columns = PG_ARGISNULL(4) ?
+		PointerGetDatum(construct_empty_array(NAMEOID)) : PG_GETARG_DATUM(4);
+
+	SPI_connect();
+	check_not_attached(relid, MAP_PATRONS);
+	check_id_column(relid, id_column, "id column");
+	if (barcode_column)
+		check_barcode_column(relid, barcode_column);
+	memset(&m, 0, sizeof(m));
+	if (!PG_ARGISNULL(3))
+	{
+		name_columns = PG_GETARG_DATUM(3);
+		m.name_columns = check_name_columns(relid, name_columns);
+	}
+	check_clone_columns(relid, id_column, clone_columns);
+
+	/* everything checked: now change things, keeping writers out meanwhile */
+	relname = qualified_relname(relid);
+	lock_for_attach(relid);
+	if (barcode_column)
+		index = create_barcode_index(relid, barcode_column);
+	create_patron_triggers(relname, id_column);
+
+	m.kind = MAP_PATRONS;
+	m.relid = relid;
+	m.id_column = id_column;
+	m.barcode_column = barcode_column;
+	set_value(&extra, "name_columns", NAMEARRAYOID, name_columns, name_columns == (Datum) 0);
+	set_value(&extra, "clone_columns", NAMEARRAYOID, clone_columns, false);
+	set_value(&extra, "barcode_index", TEXTOID,
+			  OidIsValid(index) ? CStringGetTextDatum(qualified_relname(index)) : 0, !OidIsValid(index));
+	record_attachment(&m, &extra);
+
+	become_extension_owner(&oc);
+	spi_exec(psprintf("INSERT INTO " PG_SCHEMA ".accounts (patron_id) "
+					  "SELECT %s FROM %s ON CONFLICT DO NOTHING", quote_identifier(id_column), relname));
+	restore_user(&oc);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* attach_cards(): attach the table that holds patrons' card barcodes. */
+Datum
+pg_attach_cards(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	Oid			index;
+	MappingSpec m;
+	RowValues	extra = {0};
+
+	require_arg(fcinfo, 0, "card_table");
+	require_arg(fcinfo, 1, "patron_column");
+	require_arg(fcinfo, 2, "barcode_column");
+	relid = check_table(PG_GETARG_OID(0));
+	memset(&m, 0, sizeof(m));
+	m.kind = MAP_CARDS;
+	m.relid = relid;
+	m.patron_column = NameStr(*PG_GETARG_NAME(1));
+	m.barcode_column = NameStr(*PG_GETARG_NAME(2));
+
+	SPI_connect();
+	check_patrons_attached("its cards");
+	check_not_attached(relid, MAP_CARDS);
+	check_id_column(relid, m.patron_column, "patron column");
+	check_barcode_column(relid, m.barcode_column);
+	m.condition = condition_arg(fcinfo, 3, relid, "active_when");
+
+	lock_for_attach(relid);
+	index = create_barcode_index(relid, m.barcode_column);
+	set_value(&extra, "barcode_index", TEXTOID, CStringGetTextDatum(qualified_relname(index)), false);
+	record_attachment(&m, &extra);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
 /* Common checks of a circulation or money table; returns its relid. */
 static Oid
-check_totals_table(FunctionCallInfo fcinfo, const char *kind)
+check_totals_table(FunctionCallInfo fcinfo, MappingKind kind)
 {
 	Oid			relid = check_table(PG_GETARG_OID(0));
 
-	if (!OidIsValid(attached_table("patrons")))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("no patron table is attached"),
-				 errhint("Attach the patron table with patron_group.attach_patrons() first.")));
+	check_patrons_attached("its loans and money");
 	check_not_attached(relid, kind);
 	check_no_overlap(relid);
 	return relid;
@@ -839,41 +709,46 @@ Datum
 pg_attach_circulations(PG_FUNCTION_ARGS)
 {
 	Oid			relid;
-	char	   *patron_column;
-	char	   *due_column;
-	char	   *open_when;
-	char	   *lost_when;
-	char	   *relname;
+	MappingSpec m;
+	RowValues	extra = {0};
 
 	require_arg(fcinfo, 0, "circulation_table");
 	require_arg(fcinfo, 1, "patron_column");
 	require_arg(fcinfo, 2, "due_column");
 	require_arg(fcinfo, 3, "open_when");
 	require_arg(fcinfo, 4, "lost_when");
-	patron_column = NameStr(*PG_GETARG_NAME(1));
-	due_column = NameStr(*PG_GETARG_NAME(2));
 
 	SPI_connect();
-	relid = check_totals_table(fcinfo, "circulations");
-	check_id_column(relid, patron_column, "patron column");
-	check_due_column(relid, due_column);
-	open_when = validate_condition(relid, text_to_cstring(PG_GETARG_TEXT_PP(3)), "open_when");
-	lost_when = validate_condition(relid, text_to_cstring(PG_GETARG_TEXT_PP(4)), "lost_when");
+	relid = check_totals_table(fcinfo, MAP_CIRCULATIONS);
+	memset(&m, 0, sizeof(m));
+	m.kind = MAP_CIRCULATIONS;
+	m.relid = relid;
+	m.patron_column = NameStr(*PG_GETARG_NAME(1));
+	m.due_column = NameStr(*PG_GETARG_NAME(2));
+	check_id_column(relid, m.patron_column, "patron column");
+	check_due_column(relid, m.due_column);
+	m.condition = condition_arg(fcinfo, 3, relid, "open_when");
+	m.lost_condition = condition_arg(fcinfo, 4, relid, "lost_when");
 
-	relname = qualified_relname(relid);
-	spi_exec(psprintf("LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE", relname));
-	warn_missing_index(relid, patron_column,
+	lock_for_attach(relid);
+	warn_missing_index(relid, m.patron_column,
 					   "Overdue counts and member lists look up loans by patron.");
-	create_totals_triggers(relname);
-	{
-		AttachmentRow a = {.spec = {.kind = MAP_CIRCULATIONS,.relid = relid,
-			.patron_column = patron_column,.due_column = due_column,
-		.condition = open_when,.lost_condition = lost_when}};
-
-		finish_totals_attach(&a);
-	}
+	create_totals_triggers(qualified_relname(relid));
+	record_attachment(&m, &extra);
+	recount_all();
 	SPI_finish();
 	PG_RETURN_VOID();
+}
+
+/* The kinds of money table: charge, payment, signed. */
+static void
+check_money_kind(const char *kind)
+{
+	if (strcmp(kind, "charge") != 0 && strcmp(kind, "payment") != 0 && strcmp(kind, "signed") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("kind must be charge, payment or signed, not \"%s\"", kind),
+				 errhint("Use signed for a table holding both, charges positive and credits negative.")));
 }
 
 /* attach_money(): charges, payments, or both with signed amounts. */
@@ -881,34 +756,29 @@ Datum
 pg_attach_money(PG_FUNCTION_ARGS)
 {
 	Oid			relid;
-	char	   *kind;
-	char	   *amount_column;
-	char	   *patron_column;
 	Oid			via = InvalidOid;
 	char	   *via_id = NULL;
 	char	   *via_patron = NULL;
-	char	   *counts_when;
-	char	   *relname;
+	MappingSpec m;
+	RowValues	extra = {0};
 
 	require_arg(fcinfo, 0, "money_table");
 	require_arg(fcinfo, 1, "kind");
 	require_arg(fcinfo, 2, "amount_column");
 	require_arg(fcinfo, 3, "patron_column");
 	require_arg(fcinfo, 7, "counts_when");
-	kind = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	amount_column = NameStr(*PG_GETARG_NAME(2));
-	patron_column = NameStr(*PG_GETARG_NAME(3));
-	if (strcmp(kind, "charge") != 0 && strcmp(kind, "payment") != 0 && strcmp(kind, "signed") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("kind must be charge, payment or signed, not \"%s\"", kind),
-				 errhint("Use signed for a table holding both, charges positive and credits negative.")));
+	memset(&m, 0, sizeof(m));
+	m.kind = MAP_MONEY;
+	m.money_kind = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	m.amount_column = NameStr(*PG_GETARG_NAME(2));
+	m.patron_column = NameStr(*PG_GETARG_NAME(3));
+	check_money_kind(m.money_kind);
 
 	SPI_connect();
-	relid = check_totals_table(fcinfo, "money");
-	check_amount_column(relid, amount_column);
-	check_id_column(relid, patron_column, via == InvalidOid && PG_ARGISNULL(4) ?
-					"patron column" : "transaction column");
+	relid = check_totals_table(fcinfo, MAP_MONEY);
+	m.relid = relid;
+	check_amount_column(relid, m.amount_column);
+	check_id_column(relid, m.patron_column, PG_ARGISNULL(4) ? "patron column" : "transaction column");
 	if (!PG_ARGISNULL(4))
 	{
 		require_arg(fcinfo, 5, "via_id_column");
@@ -919,48 +789,328 @@ pg_attach_money(PG_FUNCTION_ARGS)
 		check_id_column(via, via_id, "via_id_column");
 		check_id_column(via, via_patron, "via_patron_column");
 	}
-	counts_when = validate_condition(relid, text_to_cstring(PG_GETARG_TEXT_PP(7)), "counts_when");
+	m.via = OidIsValid(via);
+	m.condition = condition_arg(fcinfo, 7, relid, "counts_when");
 
-	relname = qualified_relname(relid);
-	spi_exec(psprintf("LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE", relname));
-	warn_missing_index(relid, patron_column,
+	lock_for_attach(relid);
+	warn_missing_index(relid, m.patron_column,
 					   via ? "A patron merge looks up money by transaction." :
 					   "Rebuilding a patron's totals looks up money by patron.");
-	create_totals_triggers(relname);
+	create_totals_triggers(qualified_relname(relid));
 	if (OidIsValid(via))
 	{
-		char	   *vname = qualified_relname(via);
-
-		spi_exec(psprintf("LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE", vname));
+		lock_for_attach(via);
 		warn_missing_index(via, via_id, "Money is resolved to patrons through this column.");
-		drop_via_triggers(via);
-		CommandCounterIncrement();
-		spi_exec(psprintf("CREATE TRIGGER %s BEFORE DELETE ON %s FOR EACH ROW "
-						  "EXECUTE FUNCTION " PG_SCHEMA ".via_trigger()", via_triggers[0], vname));
-		spi_exec(psprintf("CREATE TRIGGER %s AFTER UPDATE ON %s "
-						  "REFERENCING OLD TABLE AS patron_group_old NEW TABLE AS patron_group_new "
-						  "FOR EACH STATEMENT EXECUTE FUNCTION " PG_SCHEMA ".via_trigger()",
-						  via_triggers[1], vname));
-		spi_exec(psprintf("CREATE TRIGGER %s AFTER TRUNCATE ON %s FOR EACH STATEMENT "
-						  "EXECUTE FUNCTION " PG_SCHEMA ".via_trigger()", via_triggers[2], vname));
+		create_via_triggers(via);
 	}
-	{
-		AttachmentRow a = {.spec = {.kind = MAP_MONEY,.relid = relid,.patron_column = patron_column,
-			.condition = counts_when,.money_kind = kind,.amount_column = amount_column},
-		.via_relid = via,.via_id_column = via_id,.via_patron_column = via_patron};
-
-		finish_totals_attach(&a);
-	}
+	set_value(&extra, "via_relid", OIDOID, ObjectIdGetDatum(via), !OidIsValid(via));
+	set_name(&extra, "via_id_column", via_id);
+	set_name(&extra, "via_patron_column", via_patron);
+	record_attachment(&m, &extra);
+	recount_all();
 	SPI_finish();
 	PG_RETURN_VOID();
 }
 
+/* ---------------------------------------------------------------------------
+ * alter_attachment
+ * ------------------------------------------------------------------------- */
+
+/* Refuse an argument of alter_attachment() that the table's kind has no use for. */
+#define KIND(k) (1 << (k))
+
+static void
+check_applies(FunctionCallInfo fcinfo, int argno, const char *name, const Attachment *a, int kinds)
+{
+	if (!PG_ARGISNULL(argno) && (KIND(a->kind) & kinds) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s does not apply to \"%s\", which is attached as %s",
+						name, get_rel_name(a->relid), mapping_kind_name(a->kind))));
+}
+
 /*
- * The mapping view of a table attached by a version before 1.2, which kept
- * its conditions as text in patron_group.attachments: made from that row
- * (the caller is connected to SPI).  The text is parsed once, with
- * search_path pinned to pg_catalog, pg_temp, as those versions deparsed it.
- * InvalidOid when the table no longer exists.
+ * alter_attachment(table, ...): change how an attached table is read, under
+ * the lock attaching takes: the arguments given replace the attachment's,
+ * NULL ones keep it.  The mapping view is made anew (the conditions not
+ * changed taken from the old one), the triggers, barcode index and
+ * protection follow, and the totals are counted again; every backend drops
+ * what it had compiled from the old mapping when this commits.
+ */
+Datum
+pg_alter_attachment(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	const Attachment *a;
+	MappingSpec m;
+	RowValues	r = {0};
+	Oid			old_view;
+	Oid			via;
+	bool		was_protected;
+	List	   *released;
+
+	enum
+	{
+		ARG_TABLE, ARG_PATRON, ARG_BARCODE, ARG_NAMES, ARG_CLONE, ARG_ACTIVE, ARG_DUE,
+		ARG_OPEN, ARG_LOST, ARG_AMOUNT, ARG_COUNTS, ARG_VIA, ARG_VIA_ID, ARG_VIA_PATRON
+	};
+
+	require_arg(fcinfo, ARG_TABLE, "attached_table");
+	relid = PG_GETARG_OID(ARG_TABLE);
+	SPI_connect();
+	a = attachment_of(relid);
+	if (a == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("table \"%s\" is not attached", get_rel_name(relid)),
+				 errhint("Attach it with the patron_group.attach_*() functions.")));
+	if (a->dropped)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("attached table with OID %u, its mapping view or its transaction table no longer exists",
+						relid),
+				 errhint("Forget it with SELECT patron_group.detach(%u); and attach the table again.", relid)));
+	check_applies(fcinfo, ARG_PATRON, "patron_column", a, KIND(MAP_CARDS) | KIND(MAP_CIRCULATIONS) | KIND(MAP_MONEY));
+	check_applies(fcinfo, ARG_BARCODE, "barcode_column", a, KIND(MAP_PATRONS) | KIND(MAP_CARDS));
+	check_applies(fcinfo, ARG_NAMES, "name_columns", a, KIND(MAP_PATRONS));
+	check_applies(fcinfo, ARG_CLONE, "clone_columns", a, KIND(MAP_PATRONS));
+	check_applies(fcinfo, ARG_ACTIVE, "active_when", a, KIND(MAP_CARDS));
+	check_applies(fcinfo, ARG_DUE, "due_column", a, KIND(MAP_CIRCULATIONS));
+	check_applies(fcinfo, ARG_OPEN, "open_when", a, KIND(MAP_CIRCULATIONS));
+	check_applies(fcinfo, ARG_LOST, "lost_when", a, KIND(MAP_CIRCULATIONS));
+	check_applies(fcinfo, ARG_AMOUNT, "amount_column", a, KIND(MAP_MONEY));
+	check_applies(fcinfo, ARG_COUNTS, "counts_when", a, KIND(MAP_MONEY));
+	check_applies(fcinfo, ARG_VIA, "via", a, KIND(MAP_MONEY));
+	check_applies(fcinfo, ARG_VIA_ID, "via_id_column", a, KIND(MAP_MONEY));
+	check_applies(fcinfo, ARG_VIA_PATRON, "via_patron_column", a, KIND(MAP_MONEY));
+	if (a->kind == MAP_MONEY && !OidIsValid(a->via_relid) && PG_ARGISNULL(ARG_VIA) &&
+		(!PG_ARGISNULL(ARG_VIA_ID) || !PG_ARGISNULL(ARG_VIA_PATRON)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" names patrons, not transactions: give via as well", get_rel_name(relid))));
+
+	/* the new mapping: what is given, else what the attachment has */
+	lock_for_attach(relid);
+	memset(&m, 0, sizeof(m));
+	m.kind = a->kind;
+	m.relid = relid;
+	m.id_column = a->id_name;
+	m.patron_column = PG_ARGISNULL(ARG_PATRON) ? NULL : NameStr(*PG_GETARG_NAME(ARG_PATRON));
+	m.barcode_column = PG_ARGISNULL(ARG_BARCODE) ? NULL : NameStr(*PG_GETARG_NAME(ARG_BARCODE));
+	m.due_column = PG_ARGISNULL(ARG_DUE) ? a->due_column : NameStr(*PG_GETARG_NAME(ARG_DUE));
+	m.money_kind = a->money_kind;
+	m.amount_column = PG_ARGISNULL(ARG_AMOUNT) ? a->amount_column : NameStr(*PG_GETARG_NAME(ARG_AMOUNT));
+	old_view = a->mapping;
+
+	switch (a->kind)
+	{
+		case MAP_PATRONS:
+			{
+				if (m.barcode_column == NULL)
+					m.barcode_column = a->barcode_name;
+				else
+					check_barcode_column(relid, m.barcode_column);
+				m.name_columns = PG_ARGISNULL(ARG_NAMES) ? a->name_columns :
+					check_name_columns(relid, PG_GETARG_DATUM(ARG_NAMES));
+				if (!PG_ARGISNULL(ARG_NAMES))
+					set_value(&r, "name_columns", NAMEARRAYOID, PG_GETARG_DATUM(ARG_NAMES), false);
+				if (!PG_ARGISNULL(ARG_CLONE))
+				{
+					check_clone_columns(relid, m.id_column, PG_GETARG_DATUM(ARG_CLONE));
+					set_value(&r, "clone_columns", NAMEARRAYOID, PG_GETARG_DATUM(ARG_CLONE), false);
+				}
+				break;
+			}
+		case MAP_CARDS:
+			if (m.patron_column == NULL)
+				m.patron_column = a->patron_name;
+			else
+				check_id_column(relid, m.patron_column, "patron column");
+			if (m.barcode_column == NULL)
+				m.barcode_column = a->barcode_name;
+			else
+				check_barcode_column(relid, m.barcode_column);
+			m.condition = PG_ARGISNULL(ARG_ACTIVE) ? mapping_condition(a, "is_active") :
+				condition_arg(fcinfo, ARG_ACTIVE, relid, "active_when");
+			break;
+		case MAP_CIRCULATIONS:
+			if (m.patron_column == NULL)
+				m.patron_column = a->patron_name;
+			else
+				check_id_column(relid, m.patron_column, "patron column");
+			check_due_column(relid, m.due_column);
+			m.condition = PG_ARGISNULL(ARG_OPEN) ? mapping_condition(a, "is_open") :
+				condition_arg(fcinfo, ARG_OPEN, relid, "open_when");
+			m.lost_condition = PG_ARGISNULL(ARG_LOST) ? mapping_condition(a, "is_lost") :
+				condition_arg(fcinfo, ARG_LOST, relid, "lost_when");
+			break;
+		case MAP_MONEY:
+			if (m.patron_column == NULL)
+				m.patron_column = a->patron_name;
+			check_amount_column(relid, m.amount_column);
+			m.condition = PG_ARGISNULL(ARG_COUNTS) ? mapping_condition(a, "counts") :
+				condition_arg(fcinfo, ARG_COUNTS, relid, "counts_when");
+			break;
+	}
+
+	/* the transaction table of money */
+	via = a->via_relid;
+	if (a->kind == MAP_MONEY)
+	{
+		const char *via_id = PG_ARGISNULL(ARG_VIA_ID) ? a->via_id_name : NameStr(*PG_GETARG_NAME(ARG_VIA_ID));
+		const char *via_patron = PG_ARGISNULL(ARG_VIA_PATRON) ? a->via_patron_name :
+			NameStr(*PG_GETARG_NAME(ARG_VIA_PATRON));
+
+		if (!PG_ARGISNULL(ARG_VIA))
+			via = check_table(PG_GETARG_OID(ARG_VIA));
+		check_id_column(relid, m.patron_column, OidIsValid(via) ? "transaction column" : "patron column");
+		if (OidIsValid(via))
+		{
+			if (via_id == NULL)
+				via_id = "id";
+			if (via_patron == NULL)
+				via_patron = "patron";
+			check_id_column(via, via_id, "via_id_column");
+			check_id_column(via, via_patron, "via_patron_column");
+			set_value(&r, "via_relid", OIDOID, ObjectIdGetDatum(via), false);
+			set_name(&r, "via_id_column", via_id);
+			set_name(&r, "via_patron_column", via_patron);
+		}
+		m.via = OidIsValid(via);
+	}
+
+	/* everything checked: make the new view, then the objects that follow it */
+	was_protected = a->protected;
+	released = was_protected ? protected_by(relid) : NIL;
+	drop_mapping_view(old_view);
+	spec_row(&r, &m, create_mapping_view(&m));
+	if ((a->kind == MAP_PATRONS || a->kind == MAP_CARDS) && !PG_ARGISNULL(ARG_BARCODE))
+	{
+		Oid			index;
+
+		drop_barcode_index(a);
+		index = create_barcode_index(relid, m.barcode_column);
+		set_value(&r, "barcode_index", TEXTOID, CStringGetTextDatum(qualified_relname(index)), false);
+	}
+	if (a->kind == MAP_MONEY && via != a->via_relid)
+	{
+		Oid			old_via = a->via_relid;
+
+		lock_for_attach(via);
+		create_via_triggers(via);
+		write_attachment(relid, &r, false);
+		release_via(old_via, relid);
+	}
+	else
+		write_attachment(relid, &r, false);
+	if (was_protected)
+		sync_protection_for(true, released);
+	if (a->kind == MAP_CIRCULATIONS || a->kind == MAP_MONEY)
+		recount_all();
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* ---------------------------------------------------------------------------
+ * detach
+ * ------------------------------------------------------------------------- */
+
+/* detach(): undo an attach. */
+Datum
+pg_detach(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	const Attachment *a;
+	MappingKind kind;
+	Oid			mapping;
+	Oid			via;
+	bool		dropped;
+	bool		was;
+	List	   *released;
+	OwnerContext oc;
+	Oid			types[1] = {OIDOID};
+	Datum		values[1];
+
+	require_arg(fcinfo, 0, "attached_table");
+	relid = PG_GETARG_OID(0);
+	values[0] = ObjectIdGetDatum(relid);
+	SPI_connect();
+	a = attachment_of(relid);
+	if (a == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("table \"%s\" is not attached", get_rel_name(relid))));
+	kind = a->kind;
+	mapping = a->mapping;
+	via = a->via_relid;
+
+	/*
+	 * A table the library system dropped took its triggers and index with
+	 * it: only the attachment is left to forget, and its share of the totals.
+	 */
+	dropped = get_rel_name(relid) == NULL;
+	if (kind == MAP_PATRONS && !dropped && list_length(get_mapping()->all) > 1)
+	{
+		ListCell   *lc;
+
+		foreach(lc, get_mapping()->all)
+			if (((Attachment *) lfirst(lc))->relid != relid)
+				ereport(ERROR,
+						(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+						 errmsg("cannot detach the patron table while other tables are attached"),
+						 errdetail("Table \"%s\" is still attached.",
+								   ((Attachment *) lfirst(lc))->relname ?
+								   ((Attachment *) lfirst(lc))->relname : "(dropped)"),
+						 errhint("Detach the other tables first.")));
+	}
+
+	/* a protected table is unprotected first, as unprotect() does */
+	released = protected_by(relid);
+	if (set_protected(relid, false, &was) && was)
+		sync_protection_for(true, released);
+
+	if (!dropped)
+	{
+		drop_barcode_index(a);
+		if (kind == MAP_PATRONS)
+			drop_triggers(relid, patron_triggers, lengthof(patron_triggers));
+		if (kind == MAP_CIRCULATIONS || kind == MAP_MONEY)
+		{
+			lock_for_attach(relid);
+			drop_triggers(relid, totals_triggers, lengthof(totals_triggers));
+		}
+	}
+	/* the transaction table's triggers go with the last money table using it */
+	release_via(via, relid);
+
+	become_extension_owner(&oc);
+	history_context_set(NULL, dropped ? "attached table dropped" : "patron table detached");
+	run_sql("DELETE FROM " PG_SCHEMA ".attachments WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
+			1, types, values, NULL, false, SPI_OK_DELETE);
+	mapping_changed();
+	drop_mapping_view(mapping);
+	if (kind == MAP_PATRONS)
+	{
+		spi_exec("DELETE FROM " PG_SCHEMA ".accounts");
+		spi_exec("DELETE FROM " PG_SCHEMA ".groups");
+	}
+	else if (kind == MAP_CIRCULATIONS || kind == MAP_MONEY)
+		(void) rebuild_totals(NULL);	/* take the table's share out of the totals */
+	history_context_clear();
+	restore_user(&oc);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* ---------------------------------------------------------------------------
+ * Attachments of versions before 1.2, which kept their conditions as text
+ * ------------------------------------------------------------------------- */
+
+/*
+ * The mapping view of a table attached by a version before 1.2, made from
+ * its attachments row (the caller is connected to SPI).  The text is parsed
+ * once, with search_path pinned to pg_catalog, pg_temp, as those versions
+ * deparsed it.  InvalidOid when the table no longer exists.
  */
 static Oid
 mapping_from_old_row(Oid relid, const char *condition, const char *lost_condition)
@@ -968,13 +1118,16 @@ mapping_from_old_row(Oid relid, const char *condition, const char *lost_conditio
 	MappingSpec m;
 	SPITupleTable *tt;
 	HeapTuple	row;
-	char	   *kind;
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	bool		isnull;
+	Datum		names;
 
-	if (SPI_execute_with_args("SELECT kind, id_column, patron_column, barcode_column, name_columns, "
-							  "due_column, money_kind, amount_column, via_relid "
-							  "FROM " PG_SCHEMA ".attachments WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
-							  1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(relid)},
-							  NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+	run_sql("SELECT kind, id_column, patron_column, barcode_column, name_columns, "
+			"due_column, money_kind, amount_column, via_relid "
+			"FROM " PG_SCHEMA ".attachments WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
+			1, types, values, NULL, false, SPI_OK_SELECT);
+	if (SPI_processed != 1)
 		elog(ERROR, "table %u is not attached", relid);
 	if (get_rel_name(relid) == NULL)
 		return InvalidOid;		/* dropped by the library system; health() says so */
@@ -982,13 +1135,13 @@ mapping_from_old_row(Oid relid, const char *condition, const char *lost_conditio
 	row = tt->vals[0];
 	memset(&m, 0, sizeof(m));
 	m.relid = relid;
-	kind = SPI_getvalue(row, tt->tupdesc, 1);
-	m.kind = strcmp(kind, "patrons") == 0 ? MAP_PATRONS : strcmp(kind, "cards") == 0 ? MAP_CARDS :
-		strcmp(kind, "circulations") == 0 ? MAP_CIRCULATIONS : MAP_MONEY;
+	m.kind = mapping_kind_of(SPI_getvalue(row, tt->tupdesc, 1));
 	m.id_column = SPI_getvalue(row, tt->tupdesc, 2);
 	m.patron_column = SPI_getvalue(row, tt->tupdesc, 3);
 	m.barcode_column = SPI_getvalue(row, tt->tupdesc, 4);
-	m.name_columns = spi_name_list(5, false);
+	names = SPI_getbinval(row, tt->tupdesc, 5, &isnull);
+	if (!isnull)
+		m.name_columns = check_name_columns(relid, names);
 	m.due_column = SPI_getvalue(row, tt->tupdesc, 6);
 	m.money_kind = SPI_getvalue(row, tt->tupdesc, 7);
 	m.amount_column = SPI_getvalue(row, tt->tupdesc, 8);
@@ -1002,8 +1155,6 @@ mapping_from_old_row(Oid relid, const char *condition, const char *lost_conditio
  * make_mapping_view(attached_table, condition, lost_condition): used by the
  * update from 1.1 only (which drops it afterwards).
  */
-PG_FUNCTION_INFO_V1(pg_make_mapping_view);
-
 Datum
 pg_make_mapping_view(PG_FUNCTION_ARGS)
 {
@@ -1031,45 +1182,38 @@ pg_make_mapping_view(PG_FUNCTION_ARGS)
  * as the update to 1.2 does, and the text is cleared.  The extension's own
  * rows always come with their view.
  */
-PG_FUNCTION_INFO_V1(pg_attachments_restore);
-
 Datum
 pg_attachments_restore(PG_FUNCTION_ARGS)
 {
-	TriggerData *td = (TriggerData *) fcinfo->context;
-	TupleDesc	desc;
-	HeapTuple	tup;
+	TriggerData *td = trigger_data(fcinfo, "attachments_restore", false);
+	TupleDesc	desc = RelationGetDescr(td->tg_relation);
+	HeapTuple	tup = td->tg_trigtuple;
 	bool		isnull;
 	Oid			relid;
-	char	   *condition;
-	char	   *lost_condition;
 	Oid			view;
 	OwnerContext oc;
+	Oid			types[2] = {OIDOID, OIDOID};
+	Datum		values[2];
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(td->tg_event) || !TRIGGER_FIRED_BY_INSERT(td->tg_event))
+	if (!TRIGGER_FIRED_BY_INSERT(td->tg_event))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("attachments_restore must be an AFTER INSERT row trigger on patron_group.attachments")));
-	desc = RelationGetDescr(td->tg_relation);
-	tup = td->tg_trigtuple;
 	(void) heap_getattr(tup, SPI_fnumber(desc, "mapping"), desc, &isnull);
 	if (!isnull)
 		return PointerGetDatum(NULL);
 	relid = DatumGetObjectId(heap_getattr(tup, SPI_fnumber(desc, "relid"), desc, &isnull));
-	condition = SPI_getvalue(tup, desc, SPI_fnumber(desc, "condition"));
-	lost_condition = SPI_getvalue(tup, desc, SPI_fnumber(desc, "lost_condition"));
 
 	SPI_connect();
-	view = mapping_from_old_row(relid, condition, lost_condition);
+	view = mapping_from_old_row(relid, SPI_getvalue(tup, desc, SPI_fnumber(desc, "condition")),
+								SPI_getvalue(tup, desc, SPI_fnumber(desc, "lost_condition")));
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = ObjectIdGetDatum(view);
 	become_extension_owner(&oc);
-	if (SPI_execute_with_args("UPDATE " PG_SCHEMA ".attachments SET mapping = $2::pg_catalog.regclass, "
-							  "condition = NULL, lost_condition = NULL "
-							  "WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
-							  2, (Oid[]) {OIDOID, OIDOID},
-							  (Datum[]) {ObjectIdGetDatum(relid), ObjectIdGetDatum(view)},
-							  OidIsValid(view) ? "  " : " n", false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not record the mapping view");
+	run_sql("UPDATE " PG_SCHEMA ".attachments SET mapping = $2::pg_catalog.regclass, "
+			"condition = NULL, lost_condition = NULL "
+			"WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
+			2, types, values, OidIsValid(view) ? "  " : " n", false, SPI_OK_UPDATE);
 	restore_user(&oc);
 	SPI_finish();
 	return PointerGetDatum(NULL);

@@ -9,7 +9,6 @@
 
 #include "executor/spi.h"
 #include "funcapi.h"
-#include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "utils/memutils.h"
 #include "utils/builtins.h"
@@ -83,39 +82,12 @@ pg_normalize_barcode(PG_FUNCTION_ARGS)
 }
 
 /*
- * SQL that lists the patron ids whose barcodes normalize to $1, through the
- * mapping views (so the expression index on normalize_barcode() is used).
- */
-static char *
-lookup_sql(PatronMap *map)
-{
-	StringInfoData sql;
-
-	initStringInfo(&sql);
-	appendStringInfoString(&sql, "SELECT DISTINCT s.patron FROM (");
-	if (map->barcode_column)
-		appendStringInfo(&sql,
-						 "SELECT p.patron_id::pg_catalog.int8 AS patron FROM %s p "
-						 "WHERE " PG_SCHEMA ".normalize_barcode(p.barcode) OPERATOR(pg_catalog.=) $1",
-						 map->mapping);
-	if (map->barcode_column && map->card_mapping)
-		appendStringInfoString(&sql, " UNION ALL ");
-	if (map->card_mapping)
-		appendStringInfo(&sql,
-						 "SELECT c.patron_id::pg_catalog.int8 AS patron FROM %s c "
-						 "WHERE " PG_SCHEMA ".normalize_barcode(c.barcode) OPERATOR(pg_catalog.=) $1 "
-						 "AND c.is_active", map->card_mapping);
-	appendStringInfoString(&sql, ") s ORDER BY 1 LIMIT 2");
-	return sql.data;
-}
-
-/*
  * The patron a barcode belongs to.  Raises an error for an empty barcode, a
  * barcode no patron has (unless missing_ok: then returns 0) and a barcode
  * shared by two patrons.  The caller has connected to SPI.
  */
 int64
-resolve_barcode_internal(PatronMap *map, text *barcode, bool missing_ok)
+resolve_barcode_internal(const Mapping *m, text *barcode, bool missing_ok)
 {
 	text	   *norm = normalize_text(barcode);
 	Oid			argtypes[1] = {TEXTOID};
@@ -128,16 +100,14 @@ resolve_barcode_internal(PatronMap *map, text *barcode, bool missing_ok)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("barcode \"%s\" is empty once white space and invisible characters are removed",
 						text_to_cstring(barcode))));
-	if (map->barcode_column == NULL && map->card_relname == NULL)
+	if ((m->patrons == NULL || m->patrons->barcode_column == NULL) && m->cards == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("no barcodes are attached"),
 				 errhint("Attach the patron table with a barcode_column, or attach a card table with attach_cards().")));
 
 	values[0] = PointerGetDatum(norm);
-	if (SPI_execute_with_args(lookup_sql(map), 1, argtypes, values, NULL,
-							  true, 2) != SPI_OK_SELECT)
-		elog(ERROR, "barcode lookup failed");
+	run_sql(barcode_lookup_sql(m), 1, argtypes, values, NULL, true, SPI_OK_SELECT);
 
 	if (SPI_processed == 0)
 	{
@@ -186,12 +156,11 @@ Datum
 pg_resolve_barcode(PG_FUNCTION_ARGS)
 {
 	text	   *barcode = barcode_arg(fcinfo);
-	PatronMap  *map;
 	int64		patron;
 
 	SPI_connect();
-	map = load_patron_map(false);
-	patron = resolve_barcode_internal(map, barcode, false);
+	(void) mapping_patrons(false);
+	patron = resolve_barcode_internal(get_mapping(), barcode, false);
 	SPI_finish();
 	PG_RETURN_INT64(patron);
 }
@@ -201,12 +170,11 @@ Datum
 pg_find_patron(PG_FUNCTION_ARGS)
 {
 	text	   *barcode = barcode_arg(fcinfo);
-	PatronMap  *map;
+	const Mapping *m;
 	int64		patron;
 	TupleDesc	tupdesc;
 	Datum		values[5];
 	bool		nulls[5];
-	StringInfoData sql;
 	Oid			argtypes[1] = {INT8OID};
 	Datum		args[1];
 	HeapTuple	tuple;
@@ -216,19 +184,11 @@ pg_find_patron(PG_FUNCTION_ARGS)
 		elog(ERROR, "return type must be a row type");
 
 	SPI_connect();
-	map = load_patron_map(false);
-	patron = resolve_barcode_internal(map, barcode, false);
-
-	initStringInfo(&sql);
-	appendStringInfo(&sql,
-					 "SELECT p.patron_id::pg_catalog.int8, %s, p.display_name, a.group_id, g.member_count "
-					 "FROM %s p JOIN " PG_SCHEMA ".accounts a ON a.patron_id OPERATOR(pg_catalog.=) p.patron_id "
-					 "LEFT JOIN " PG_SCHEMA ".groups g ON g.group_id OPERATOR(pg_catalog.=) a.group_id "
-					 "WHERE p.patron_id OPERATOR(pg_catalog.=) $1",
-					 barcode_sql(map, "p"), map->mapping);
+	(void) mapping_patrons(false);
+	m = get_mapping();
+	patron = resolve_barcode_internal(m, barcode, false);
 	args[0] = Int64GetDatum(patron);
-	if (SPI_execute_with_args(sql.data, 1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "patron lookup failed");
+	run_sql(find_patron_sql(m), 1, argtypes, args, NULL, true, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),

@@ -2,11 +2,11 @@
  * groups.c
  *		The group operations of the seed: move patrons into another patron's
  *		group, remove, register a new member by cloning, mark leads, name a
- *		group, and the Group Member Details list.
+ *		group.
  *
- * Every operation takes its locks in one order: the account rows involved,
- * in patron_id order (one SELECT ... ORDER BY patron_id FOR UPDATE), then the
- * group rows involved, in group_id order.  Two operations on overlapping
+ * Every operation takes its locks in the one order of locks.c: the account
+ * rows involved, in patron_id order, then the group rows involved, in
+ * group_id order.  Two operations on overlapping
  * patrons therefore queue behind each other instead of deadlocking, and the
  * second one re-reads (READ COMMITTED) what the first one left.  The actual
  * change is a plain UPDATE of patron_group.accounts: its trigger
@@ -38,7 +38,6 @@ PG_FUNCTION_INFO_V1(pg_remove_from_group);
 PG_FUNCTION_INFO_V1(pg_clone_patron);
 PG_FUNCTION_INFO_V1(pg_set_lead);
 PG_FUNCTION_INFO_V1(pg_set_group_label);
-PG_FUNCTION_INFO_V1(pg_group_members);
 
 /* The optional reason argument as a C string, or NULL. */
 static char *
@@ -47,94 +46,12 @@ reason_arg(FunctionCallInfo fcinfo, int argno)
 	return PG_ARGISNULL(argno) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(argno));
 }
 
-/* An int8[] Datum from C values. */
-static Datum
-int8_array(int64 *ids, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-
-	for (int i = 0; i < n; i++)
-		d[i] = Int64GetDatum(ids[i]);
-	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-}
-
-/* Run a statement with int8 and text parameters; check the result code. */
+/* Run a statement with parameters through its kept plan (see run_sql()). */
 static void
 spi_run(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
 		int expect)
 {
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-
-	if (rc != expect)
-		elog(ERROR, "unexpected SPI result %d for: %s", rc, sql);
-}
-
-static int
-compare_int64(const void *a, const void *b)
-{
-	int64		x = *(const int64 *) a;
-	int64		y = *(const int64 *) b;
-
-	return x < y ? -1 : x > y ? 1 : 0;
-}
-
-/*
- * Lock the account rows of the given patrons in patron_id order and return
- * their group ids (0 for none) in groups[], matched to ids[] by position.
- * An unknown patron is an error.  The rows come back sorted by patron_id,
- * so each id is found by binary search.
- */
-static void
-lock_accounts(int64 *ids, int n, int64 *groups)
-{
-	Oid			types[1] = {INT8ARRAYOID};
-	Datum		values[1] = {int8_array(ids, n)};
-	int64	   *locked;
-	uint64		nlocked;
-
-	spi_run("SELECT patron_id, group_id FROM " PG_SCHEMA ".accounts "
-			"WHERE patron_id OPERATOR(pg_catalog.=) ANY ($1) "
-			"ORDER BY patron_id FOR UPDATE",
-			1, types, values, NULL, SPI_OK_SELECT);
-	nlocked = SPI_processed;
-	locked = palloc(sizeof(int64) * Max(nlocked, 1));
-	for (uint64 r = 0; r < nlocked; r++)
-	{
-		bool		isnull;
-
-		locked[r] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
-	}
-	for (int i = 0; i < n; i++)
-	{
-		int64	   *found;
-
-		CHECK_FOR_INTERRUPTS();
-		found = bsearch(&ids[i], locked, nlocked, sizeof(int64), compare_int64);
-		if (found == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_NO_DATA_FOUND),
-					 errmsg("patron " INT64_FORMAT " does not exist", ids[i]),
-					 errhint("Patron ids are those of the attached patron table.")));
-		{
-			bool		isnull;
-			Datum		g = SPI_getbinval(SPI_tuptable->vals[found - locked], SPI_tuptable->tupdesc, 2, &isnull);
-
-			groups[i] = isnull ? 0 : DatumGetInt64(g);
-		}
-	}
-}
-
-/* Lock group rows in group_id order (zeros are skipped). */
-static void
-lock_groups(int64 *groups, int n)
-{
-	Oid			types[1] = {INT8ARRAYOID};
-	Datum		values[1] = {int8_array(groups, n)};
-
-	spi_run("SELECT group_id FROM " PG_SCHEMA ".groups "
-			"WHERE group_id OPERATOR(pg_catalog.=) ANY ($1) "
-			"ORDER BY group_id FOR UPDATE",
-			1, types, values, NULL, SPI_OK_SELECT);
+	run_sql(sql, nargs, types, values, nulls, false, expect);
 }
 
 /* Create a group and put the patron (whose account is locked) in it. */
@@ -195,8 +112,8 @@ move_patrons(int64 *movers, int n, int64 target, const char *reason)
 
 	become_extension_owner(&oc);
 	SPI_connect();
-	(void) load_patron_map(false);
-	lock_accounts(ids, m + 1, groups);
+	(void) mapping_patrons(false);
+	(void) lock_accounts(ids, m + 1, groups);
 	target_group = groups[m];
 	for (int i = 0; i < m; i++)
 		if (target_group != 0 && groups[i] == target_group)
@@ -267,7 +184,7 @@ lock_member(int64 patron)
 {
 	int64		group_id;
 
-	lock_accounts(&patron, 1, &group_id);
+	(void) lock_accounts(&patron, 1, &group_id);
 	if (group_id == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -291,7 +208,7 @@ pg_remove_from_group(PG_FUNCTION_ARGS)
 
 	become_extension_owner(&oc);
 	SPI_connect();
-	(void) load_patron_map(false);
+	(void) mapping_patrons(false);
 	(void) lock_member(patron);
 	history_context_set(NULL, reason_arg(fcinfo, 1));
 	spi_run("UPDATE " PG_SCHEMA ".accounts SET group_id = NULL, is_lead = false, "
@@ -322,7 +239,7 @@ pg_set_lead(PG_FUNCTION_ARGS)
 
 	become_extension_owner(&oc);
 	SPI_connect();
-	(void) load_patron_map(false);
+	(void) mapping_patrons(false);
 	(void) lock_member(patron);
 	history_context_set(NULL, reason_arg(fcinfo, 2));
 	spi_run("UPDATE " PG_SCHEMA ".accounts SET is_lead = $2 "
@@ -340,10 +257,11 @@ pg_set_group_label(PG_FUNCTION_ARGS)
 {
 	int64		group_id;
 	OwnerContext oc;
-	Oid			types[5] = {INT8OID, TEXTOID, NAMEOID, TEXTOID, TEXTOID};
-	Datum		values[5];
-	char		nulls[5] = "     ";
-	const char *app_user = history_app_user();
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		values[2];
+	char		nulls[2] = "  ";
+	char	   *label;
+	char	   *reason;
 
 	require_arg(fcinfo, 0, "group_id");
 	group_id = PG_GETARG_INT64(0);
@@ -352,16 +270,8 @@ pg_set_group_label(PG_FUNCTION_ARGS)
 		nulls[1] = 'n';
 	else
 		values[1] = PG_GETARG_DATUM(1);
-	values[2] = DirectFunctionCall1(namein,
-									CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false)));
-	if (app_user)
-		values[3] = CStringGetTextDatum(app_user);
-	else
-		nulls[3] = 'n';
-	if (PG_ARGISNULL(2))
-		nulls[4] = 'n';
-	else
-		values[4] = PG_GETARG_DATUM(2);
+	label = PG_ARGISNULL(1) ? "none" : quote_literal_cstr(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	reason = reason_arg(fcinfo, 2);
 
 	become_extension_owner(&oc);
 	SPI_connect();
@@ -372,10 +282,9 @@ pg_set_group_label(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("group " INT64_FORMAT " does not exist", group_id)));
-	spi_run("INSERT INTO " PG_SCHEMA ".history (db_role, app_user, action, to_group, reason) "
-			"SELECT $3, $4, 'label', $1, pg_catalog.concat_ws(': ', $5, 'label set to ' "
-			"OPERATOR(pg_catalog.||) COALESCE(pg_catalog.quote_literal($2), 'none'))",
-			5, types, values, nulls, SPI_OK_INSERT);
+	record_group_event("label", false, group_id,
+					   psprintf("%s%slabel set to %s", reason ? reason : "", reason ? ": " : "", label),
+					   NULL);
 	SPI_finish();
 	restore_user(&oc);
 	PG_RETURN_VOID();
@@ -404,7 +313,9 @@ pg_clone_patron(PG_FUNCTION_ARGS)
 	Jsonb	   *new_values;
 	char	   *reason;
 	OwnerContext oc;
-	PatronMap  *map;
+	const Mapping *m;
+	const Attachment *map;
+	const Attachment *cards;
 	int64		source_group;
 	int64		new_id;
 	text	   *card_barcode = NULL;
@@ -430,8 +341,10 @@ pg_clone_patron(PG_FUNCTION_ARGS)
 
 	become_extension_owner(&oc);
 	SPI_connect();
-	map = load_patron_map(false);
-	lock_accounts(&source, 1, &source_group);
+	m = get_mapping();
+	map = mapping_patrons(false);
+	cards = m->cards;
+	(void) lock_accounts(&source, 1, &source_group);
 
 	/* the keys: columns of the patron table, or the card barcode */
 	values[0] = Int64GetDatum(source);
@@ -445,7 +358,7 @@ pg_clone_patron(PG_FUNCTION_ARGS)
 
 		if (!has_column(map->relid, key))
 		{
-			if (strcmp(key, "barcode") == 0 && map->card_relname)
+			if (strcmp(key, "barcode") == 0 && cards)
 			{
 				card_barcode = val ? cstring_to_text(val) : NULL;
 				new_barcode = card_barcode;
@@ -466,7 +379,7 @@ pg_clone_patron(PG_FUNCTION_ARGS)
 	/* a barcode must not already be someone's */
 	if (new_barcode)
 	{
-		int64		owner_id = resolve_barcode_internal(map, new_barcode, true);
+		int64		owner_id = resolve_barcode_internal(m, new_barcode, true);
 
 		if (owner_id != 0)
 			ereport(ERROR,
@@ -516,7 +429,7 @@ pg_clone_patron(PG_FUNCTION_ARGS)
 		Datum		cvalues[2] = {Int64GetDatum(new_id), PointerGetDatum(card_barcode)};
 
 		spi_run(psprintf("INSERT INTO %s (%s, %s) VALUES ($1, $2)",
-						 map->card_relname, map->card_patron_column, map->card_barcode_column),
+						 cards->relname, cards->patron_column, cards->barcode_column),
 				2, ctypes, cvalues, NULL, SPI_OK_INSERT);
 	}
 	become_extension_owner(&oc);
@@ -542,105 +455,3 @@ pg_clone_patron(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(new_id);
 }
 
-static TextPlan members_plan;
-
-/*
- * group_members(bigint): Group Member Details for a patron's group.
- *
- * Staff read with their own rights and see everything.  A patron-facing
- * session may list only the group of the patron it acts for; it is read as
- * the extension owner, with what the viewer may not see left out here: a
- * non-lead sees only themselves; a lead sees every member's name and
- * membership, but a member's loans only with their consent to share
- * circulations, and their balance only with consent to share bills.  The
- * group's totals row then sums what is shown.
- */
-Datum
-pg_group_members(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	int64		patron;
-	int64		viewer = 0;
-	bool		patron_facing;
-	OwnerContext oc;
-	PatronMap  *map;
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2];
-	char		nulls[2] = "  ";
-	char	   *sql;
-	const char *see_circ;
-	const char *see_bills;
-
-	require_arg(fcinfo, 0, "patron_id");
-	patron = PG_GETARG_INT64(0);
-	InitMaterializedSRF(fcinfo, 0);
-
-	SPI_connect();
-	patron_facing = patron_facing_about(patron, &viewer,
-										"a patron-facing session may list only the group of the patron it acts for");
-	if (patron_facing)
-		become_extension_owner(&oc);
-	values[0] = Int64GetDatum(patron);
-	values[1] = Int64GetDatum(viewer);
-	if (!patron_facing)
-		nulls[1] = 'n';
-
-	map = load_patron_map(false);
-	see_circ = "($2 IS NULL OR a.patron_id OPERATOR(pg_catalog.=) $2 OR "
-		CONSENT_IN_FORCE("a", "circulations") ")";
-	see_bills = "($2 IS NULL OR a.patron_id OPERATOR(pg_catalog.=) $2 OR "
-		CONSENT_IN_FORCE("a", "bills") ")";
-	sql = psprintf("WITH m AS (SELECT a.group_id, a.patron_id, "
-				   "CASE WHEN $2 IS NULL OR a.patron_id OPERATOR(pg_catalog.=) $2 THEN %s END AS barcode, "
-				   "%s AS display_name, a.is_lead, "
-				   "CASE WHEN %s THEN a.items_out END AS items_out, "
-				   "CASE WHEN %s THEN (%s)::pg_catalog.int8 END AS items_overdue, "
-				   "CASE WHEN %s THEN a.items_lost END AS items_lost, "
-				   "CASE WHEN %s THEN a.amount_billed OPERATOR(pg_catalog.-) a.amount_paid END AS balance_owed "
-				   "FROM " PG_SCHEMA ".accounts a "
-				   "JOIN %s p ON p.%s OPERATOR(pg_catalog.=) a.patron_id "
-				   "WHERE (a.patron_id OPERATOR(pg_catalog.=) $1 "
-				   "OR a.group_id OPERATOR(pg_catalog.=) (SELECT group_id FROM " PG_SCHEMA ".accounts "
-				   "WHERE patron_id OPERATOR(pg_catalog.=) $1)) "
-				   "AND ($2 IS NULL OR a.patron_id OPERATOR(pg_catalog.=) $2 OR (SELECT is_lead FROM "
-				   PG_SCHEMA ".accounts WHERE patron_id OPERATOR(pg_catalog.=) $2))) "
-				   "SELECT * FROM ("
-				   "SELECT g.group_id, g.label, g.created_at, m.patron_id AS member_id, m.barcode, "
-				   "m.display_name, m.is_lead, m.items_out, m.items_overdue, m.items_lost, m.balance_owed, 0 AS ord "
-				   "FROM m LEFT JOIN " PG_SCHEMA ".groups g ON g.group_id OPERATOR(pg_catalog.=) m.group_id "
-				   "UNION ALL "
-				   "SELECT g.group_id, g.label, g.created_at, NULL, NULL, 'Group total', NULL, "
-				   "CASE WHEN $2 IS NULL THEN COALESCE(g.items_out, pg_catalog.sum(m.items_out)::pg_catalog.int8) "
-				   "ELSE pg_catalog.sum(m.items_out)::pg_catalog.int8 END, "
-				   "pg_catalog.sum(m.items_overdue)::pg_catalog.int8, "
-				   "CASE WHEN $2 IS NULL THEN COALESCE(g.items_lost, pg_catalog.sum(m.items_lost)::pg_catalog.int8) "
-				   "ELSE pg_catalog.sum(m.items_lost)::pg_catalog.int8 END, "
-				   "CASE WHEN $2 IS NULL THEN COALESCE(g.amount_billed OPERATOR(pg_catalog.-) g.amount_paid, "
-				   "pg_catalog.sum(m.balance_owed)) ELSE pg_catalog.sum(m.balance_owed) END, 1 "
-				   "FROM m LEFT JOIN " PG_SCHEMA ".groups g ON g.group_id OPERATOR(pg_catalog.=) m.group_id "
-				   "GROUP BY g.group_id HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0) x "
-				   "ORDER BY x.ord, x.is_lead DESC, x.display_name COLLATE \"und-x-icu\", x.member_id",
-				   barcode_sql(map, "p"), "p.display_name",
-				   see_circ, see_circ, overdue_sql(load_totals_sources(InvalidOid), "a.patron_id"),
-				   see_circ, see_bills, map->mapping, "patron_id");
-	if (SPI_execute_plan(kept_plan_for_text(&members_plan, sql, 2, types),
-						 values, nulls, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not list the group's members");
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("patron " INT64_FORMAT " does not exist", patron)));
-	for (uint64 r = 0; r < SPI_processed; r++)
-	{
-		Datum		row[11];
-		bool		rnulls[11];
-
-		for (int c = 0; c < 11; c++)
-			row[c] = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, c + 1, &rnulls[c]);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, rnulls);
-	}
-	if (patron_facing)
-		restore_user(&oc);
-	SPI_finish();
-	return (Datum) 0;
-}

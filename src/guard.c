@@ -222,8 +222,9 @@ pg_drop_guard(PG_FUNCTION_ARGS)
 		PG_RETURN_VOID();
 
 	SPI_connect();
-	if (SPI_execute("SELECT pg_catalog.count(*), pg_catalog.string_agg(relid::pg_catalog.text, ', ' "
-					"ORDER BY relid::pg_catalog.oid) FROM " PG_SCHEMA ".attachments", true, 0) == SPI_OK_SELECT)
+	run_sql("SELECT pg_catalog.count(*), pg_catalog.string_agg(relid::pg_catalog.text, ', ' "
+			"ORDER BY relid::pg_catalog.oid) FROM " PG_SCHEMA ".attachments",
+			0, NULL, NULL, NULL, true, SPI_OK_SELECT);
 	{
 		bool		isnull;
 		int64		n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

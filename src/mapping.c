@@ -1,7 +1,15 @@
 /*
  * mapping.c
- *		How an attached table's rows are read: the mapping view.
+ *		The one reader of patron_group.attachments, and the mapping views.
  *
+ * The attachments are read once per backend into a Mapping and kept until
+ * something they describe changes: a write to patron_group.attachments (its
+ * statement trigger sends an invalidation to every backend, the owner's
+ * direct writes included), an attached table, its mapping view or its
+ * transaction table altered, a schema renamed.  Every file that needs to
+ * know what is attached asks get_mapping().
+ *
+ * How an attached table's rows are read is its mapping view.
  * Attaching a table makes a view in schema patron_group, "<table>_map",
  * that reads the table the way the extension counts it: the patron (or, for
  * money naming a transaction, the transaction), and each row's share of the
@@ -31,6 +39,7 @@
 #include "postgres.h"
 
 #include "access/relation.h"
+#include "access/xact.h"
 #include "access/table.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
@@ -46,141 +55,310 @@
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "rewrite/rewriteHandler.h"
+#include "rewrite/rewriteManip.h"
+#include "commands/trigger.h"
 #include "utils/builtins.h"
 #include "utils/regproc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
+#include "utils/ruleutils.h"
 #include "utils/syscache.h"
 
 #include "patron_group.h"
 
-/* Run a utility statement through SPI. */
-static void
-spi_exec(const char *sql)
-{
-	int			rc = SPI_execute(sql, false, 0);
+PG_FUNCTION_INFO_V1(pg_attachments_changed);
 
-	if (rc < 0)
-		elog(ERROR, "SPI_execute failed (%d): %s", rc, sql);
+/* The cached mapping, its memory, and whether it still holds. */
+static Mapping *cached = NULL;
+static MemoryContext cached_cxt = NULL;
+static bool cached_valid = false;
+static Oid	attachments_oid = InvalidOid;
+static uint64 generation = 0;
+
+/* Does a relation's invalidation concern the cached mapping? */
+static bool
+mapping_concerns(Oid relid)
+{
+	ListCell   *lc;
+
+	if (cached == NULL || relid == InvalidOid || relid == attachments_oid)
+		return true;
+	foreach(lc, cached->all)
+	{
+		Attachment *a = lfirst(lc);
+
+		if (a->relid == relid || a->mapping == relid || a->via_relid == relid)
+			return true;
+	}
+	return false;
 }
 
-/* SQL of a condition given to attach, NULL meaning 'dflt'. */
-static const char *
-condition_or(const char *condition, const char *dflt)
+/* Relcache callback: an attached table, view or the attachments changed. */
+static void
+mapping_relcache_callback(Datum arg, Oid relid)
 {
-	return condition ? psprintf("COALESCE((%s), false)", condition) : dflt;
+	if (cached_valid && mapping_concerns(relid))
+		cached_valid = false;
+}
+
+/* Syscache callback: a schema was renamed, so qualified names may be stale. */
+static void
+mapping_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	cached_valid = false;
+}
+
+/* Forget the cached mapping now (the caller changed the attachments). */
+void
+mapping_changed(void)
+{
+	cached_valid = false;
+}
+
+/* Text of column col of SPI row r, or NULL; a pstrdup'd copy. */
+static char *
+row_text(uint64 r, int col)
+{
+	return SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, col);
+}
+
+/* A quoted identifier, or NULL. */
+static char *
+quoted_or_null(char *s)
+{
+	return s ? (char *) quote_identifier(s) : NULL;
+}
+
+/* A name[] column of SPI row r as a List of unquoted char *. */
+static List *
+row_names(uint64 r, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, col, &isnull);
+	Datum	   *elems;
+	int			n;
+	List	   *result = NIL;
+
+	if (isnull)
+		return NIL;
+	deconstruct_array(DatumGetArrayTypeP(d), NAMEOID, NAMEDATALEN, false,
+					  TYPALIGN_CHAR, &elems, NULL, &n);
+	for (int i = 0; i < n; i++)
+		result = lappend(result, pstrdup(NameStr(*DatumGetName(elems[i]))));
+	return result;
+}
+
+/* An oid column of SPI row r, or InvalidOid. */
+static Oid
+row_oid(uint64 r, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, col, &isnull);
+
+	return isnull ? InvalidOid : DatumGetObjectId(d);
+}
+
+/* Read patron_group.attachments into a new Mapping, in cached_cxt. */
+static Mapping *
+read_mapping(void)
+{
+	static SPIPlanPtr plan = NULL;
+	Mapping    *m = MemoryContextAllocZero(cached_cxt, sizeof(Mapping));
+	OwnerContext oc;
+
+	become_extension_owner(&oc);
+	SPI_connect();
+	run_kept(kept_plan(&plan,
+					   "SELECT relid::pg_catalog.oid, kind, id_column, patron_column, barcode_column, "
+					   "name_columns, clone_columns, due_column, money_kind, amount_column, "
+					   "via_relid::pg_catalog.oid, via_id_column, via_patron_column, barcode_index, "
+					   "protected, mapping::pg_catalog.oid "
+					   "FROM " PG_SCHEMA ".attachments ORDER BY relid::pg_catalog.oid", 0, NULL),
+			 NULL, NULL, false, SPI_OK_SELECT);	/* not read-only: see this transaction's own changes */
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		MemoryContext spi = MemoryContextSwitchTo(cached_cxt);
+		Attachment *a = palloc0(sizeof(Attachment));
+		bool		isnull;
+
+		a->relid = row_oid(r, 1);
+		a->kind = mapping_kind_of(row_text(r, 2));
+		a->id_name = row_text(r, 3);
+		a->patron_name = row_text(r, 4);
+		a->barcode_name = row_text(r, 5);
+		a->id_column = quoted_or_null(a->id_name);
+		a->patron_column = quoted_or_null(a->patron_name);
+		a->barcode_column = quoted_or_null(a->barcode_name);
+		a->name_columns = row_names(r, 6);
+		a->clone_columns = row_names(r, 7);
+		a->due_column = row_text(r, 8);
+		a->money_kind = row_text(r, 9);
+		a->amount_column = row_text(r, 10);
+		a->via_relid = row_oid(r, 11);
+		a->via_id_name = row_text(r, 12);
+		a->via_patron_name = row_text(r, 13);
+		a->via_id_column = quoted_or_null(a->via_id_name);
+		a->via_patron_column = quoted_or_null(a->via_patron_name);
+		a->barcode_index = row_text(r, 14);
+		a->protected = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 15, &isnull));
+		a->mapping = row_oid(r, 16);
+
+		/* a table the library system dropped counts nothing any more */
+		a->dropped = get_rel_name(a->relid) == NULL ||
+			!OidIsValid(a->mapping) || get_rel_name(a->mapping) == NULL ||
+			(OidIsValid(a->via_relid) && get_rel_name(a->via_relid) == NULL);
+		if (get_rel_name(a->relid) != NULL)
+			a->relname = qualified_relname(a->relid);
+		if (!a->dropped)
+		{
+			a->mapping_name = qualified_relname(a->mapping);
+			if (OidIsValid(a->via_relid))
+				a->via_relname = qualified_relname(a->via_relid);
+		}
+		m->all = lappend(m->all, a);
+		if (!a->dropped)
+		{
+			if (a->kind == MAP_PATRONS)
+				m->patrons = a;
+			else if (a->kind == MAP_CARDS)
+				m->cards = a;
+			else
+				m->totals = lappend(m->totals, a);
+		}
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	restore_user(&oc);
+	return m;
 }
 
 /*
- * The SELECT of a table's mapping view:
- *
- *	 patrons:      patron_id, barcode, display_name
- *	 cards:        patron_id, barcode, is_active
- *	 circulations: patron_id, due, is_open, is_lost,
- *	               items_out, items_lost, amount_billed, amount_paid
- *	 money:        patron_id or xact_id, amount, counts,
- *	               items_out, items_lost, amount_billed, amount_paid
- *
- * patron_id (and xact_id) keep the table's own type, so that comparing them
- * with a bigint uses the table's index.
+ * What is attached, read once and kept until it changes.  The pointers stay
+ * valid until the end of the transaction even when the mapping is read
+ * again meanwhile.
  */
-static char *
-mapping_sql(MappingSpec *m)
+const Mapping *
+get_mapping(void)
 {
-	StringInfoData sql;
-	const char *rel = qualified_relname(m->relid);
+	static bool callbacks = false;
 
-	initStringInfo(&sql);
-	switch (m->kind)
+	if (!callbacks)
 	{
-		case MAP_PATRONS:
-			appendStringInfo(&sql, "SELECT p.%s AS patron_id, %s AS barcode, %s AS display_name FROM %s p",
-							 quote_identifier(m->id_column),
-							 m->barcode_column ? psprintf("p.%s", quote_identifier(m->barcode_column))
-							 : "NULL::pg_catalog.text",
-							 display_name_expr(m->name_columns, m->id_column, "p"), rel);
-			break;
-		case MAP_CARDS:
-			appendStringInfo(&sql, "SELECT c.%s AS patron_id, c.%s AS barcode, %s AS is_active FROM %s c",
-							 quote_identifier(m->patron_column), quote_identifier(m->barcode_column),
-							 condition_or(m->condition, "true"), rel);
-			break;
-		case MAP_CIRCULATIONS:
-			{
-				const char *open = condition_or(m->condition, "true");
-				const char *lost = condition_or(m->lost_condition, "false");
-
-				appendStringInfo(&sql,
-								 "SELECT r.%s AS patron_id, r.%s AS due, %s AS is_open, %s AS is_lost, "
-								 "CASE WHEN %s THEN 1 ELSE 0 END AS items_out, "
-								 "CASE WHEN %s AND %s THEN 1 ELSE 0 END AS items_lost, "
-								 "0::pg_catalog.numeric AS amount_billed, 0::pg_catalog.numeric AS amount_paid "
-								 "FROM %s r",
-								 quote_identifier(m->patron_column), quote_identifier(m->due_column),
-								 open, lost, open, open, lost, rel);
-				break;
-			}
-		case MAP_MONEY:
-			{
-				const char *counts = condition_or(m->condition, "true");
-				char	   *amount = psprintf("r.%s::pg_catalog.numeric", quote_identifier(m->amount_column));
-				const char *zero = "0::pg_catalog.numeric";
-				char	   *billed;
-				char	   *paid;
-
-				if (strcmp(m->money_kind, "charge") == 0)
-				{
-					billed = psprintf("CASE WHEN %s THEN %s ELSE %s END", counts, amount, zero);
-					paid = (char *) zero;
-				}
-				else if (strcmp(m->money_kind, "payment") == 0)
-				{
-					billed = (char *) zero;
-					paid = psprintf("CASE WHEN %s THEN %s ELSE %s END", counts, amount, zero);
-				}
-				else
-				{
-					/* signed: charges positive, credits negative */
-					billed = psprintf("CASE WHEN %s AND %s OPERATOR(pg_catalog.>) 0 THEN %s ELSE %s END",
-									  counts, amount, amount, zero);
-					paid = psprintf("CASE WHEN %s AND %s OPERATOR(pg_catalog.<) 0 "
-									"THEN OPERATOR(pg_catalog.-) %s ELSE %s END",
-									counts, amount, amount, zero);
-				}
-				appendStringInfo(&sql,
-								 "SELECT r.%s AS %s, %s AS amount, %s AS counts, "
-								 "0 AS items_out, 0 AS items_lost, %s AS amount_billed, %s AS amount_paid "
-								 "FROM %s r",
-								 quote_identifier(m->patron_column), m->via ? "xact_id" : "patron_id",
-								 amount, counts, billed, paid, rel);
-				break;
-			}
+		CacheRegisterRelcacheCallback(mapping_relcache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACEOID, mapping_syscache_callback, (Datum) 0);
+		callbacks = true;
 	}
-	return sql.data;
+	(void) extension_owner();	/* refuses a schema this library cannot read */
+	if (cached_valid && cached != NULL)
+		return cached;
+	if (cached_cxt != NULL)
+	{
+		/* whoever still holds the old one may use it until the transaction ends */
+		if (IsTransactionState())
+			MemoryContextSetParent(cached_cxt, TopTransactionContext);
+		else
+			MemoryContextDelete(cached_cxt);
+	}
+	cached_cxt = AllocSetContextCreate(CacheMemoryContext, "patron_group mapping",
+									   ALLOCSET_SMALL_SIZES);
+	attachments_oid = get_relname_relid("attachments", get_namespace_oid(PG_SCHEMA, false));
+	cached_valid = true;		/* before reading: an invalidation meanwhile clears it */
+	forget_sql_plans();			/* the texts built from the old mapping */
+	cached = read_mapping();
+	cached->generation = ++generation;
+	return cached;
 }
 
-/* SQL for a patron's display name, "Family, Given Middle", over alias. */
-char *
-display_name_expr(List *name_columns, const char *id_column, const char *alias)
+/* The patron table's attachment; NULL when none is attached and missing_ok. */
+const Attachment *
+mapping_patrons(bool missing_ok)
 {
-	StringInfoData sql;
+	const Mapping *m = get_mapping();
+
+	if (m->patrons == NULL && !missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no patron table is attached"),
+				 errhint("Attach the library system's patron table with patron_group.attach_patrons().")));
+	return m->patrons;
+}
+
+/* The attachment of a table (dropped or not), or NULL. */
+const Attachment *
+attachment_of(Oid relid)
+{
 	ListCell   *lc;
 
-	initStringInfo(&sql);
-	if (name_columns == NIL)
-		appendStringInfo(&sql, "%s.%s::pg_catalog.text", alias, quote_identifier(id_column));
-	else if (list_length(name_columns) == 1)
-		appendStringInfo(&sql, "%s.%s::pg_catalog.text", alias,
-						 quote_identifier(linitial(name_columns)));
-	else
+	foreach(lc, get_mapping()->all)
+		if (((Attachment *) lfirst(lc))->relid == relid)
+			return lfirst(lc);
+	return NULL;
+}
+
+/* The circulation and money tables whose money names transactions of via_relid. */
+List *
+totals_via(Oid via_relid)
+{
+	List	   *result = NIL;
+	ListCell   *lc;
+
+	foreach(lc, get_mapping()->totals)
+		if (((Attachment *) lfirst(lc))->via_relid == via_relid)
+			result = lappend(result, lfirst(lc));
+	return result;
+}
+
+/*
+ * attachments_changed: AFTER INSERT, UPDATE, DELETE or TRUNCATE on
+ * patron_group.attachments, for each statement.  Every backend forgets its
+ * cached mapping (and the expressions compiled from it) when this
+ * transaction commits, and this one at once: whoever wrote the rows, the
+ * extension or its owner directly.
+ */
+Datum
+pg_attachments_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = trigger_data(fcinfo, "attachments_changed", true);
+
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(td->tg_relation));
+	mapping_changed();
+	return PointerGetDatum(NULL);
+}
+
+/* The name of a mapping kind, as attachments.kind spells it. */
+const char *
+mapping_kind_name(MappingKind kind)
+{
+	switch (kind)
 	{
-		appendStringInfo(&sql, "pg_catalog.concat_ws(', ', %s.%s, NULLIF(pg_catalog.concat_ws(' '",
-						 alias, quote_identifier(linitial(name_columns)));
-		for_each_from(lc, name_columns, 1)
-			appendStringInfo(&sql, ", %s.%s", alias, quote_identifier(lfirst(lc)));
-		appendStringInfoString(&sql, "), ''))");
+		case MAP_PATRONS:
+			return "patrons";
+		case MAP_CARDS:
+			return "cards";
+		case MAP_CIRCULATIONS:
+			return "circulations";
+		case MAP_MONEY:
+			return "money";
 	}
-	return sql.data;
+	return NULL;				/* keep compiler quiet */
+}
+
+/* The mapping kind attachments.kind names. */
+MappingKind
+mapping_kind_of(const char *name)
+{
+	if (strcmp(name, "patrons") == 0)
+		return MAP_PATRONS;
+	if (strcmp(name, "cards") == 0)
+		return MAP_CARDS;
+	if (strcmp(name, "circulations") == 0)
+		return MAP_CIRCULATIONS;
+	if (strcmp(name, "money") == 0)
+		return MAP_MONEY;
+	elog(ERROR, "unknown attachment kind \"%s\"", name);
+	return MAP_PATRONS;			/* keep compiler quiet */
 }
 
 /* What find_untrusted_code found: a function or a domain, by oid. */
@@ -282,7 +460,8 @@ create_mapping_view(MappingSpec *m)
 	Relation	rel;
 
 	become_extension_owner(&oc);
-	spi_exec(psprintf("CREATE VIEW %s WITH (security_invoker = true) AS %s", qname, mapping_sql(m)));
+	spi_exec(psprintf("CREATE VIEW %s WITH (security_invoker = true) AS %s", qname,
+					  mapping_view_sql(m, qualified_relname(m->relid))));
 	CommandCounterIncrement();
 	view = get_relname_relid(name, nsp);
 	if (!OidIsValid(view))
@@ -307,19 +486,18 @@ create_mapping_view(MappingSpec *m)
 	 * privileges to CREATE EXTENSION: a restore would lose this one.  The
 	 * view is the attachment's, not the extension's, so it has none.
 	 */
-	if (creating_extension &&
-		SPI_execute_with_args("DELETE FROM pg_catalog.pg_init_privs "
-							  "WHERE classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass "
-							  "AND objoid OPERATOR(pg_catalog.=) $1",
-							  1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(view)},
-							  NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not forget the initial privileges of %s", qname);
+	if (creating_extension)
+		run_sql("DELETE FROM pg_catalog.pg_init_privs "
+				"WHERE classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass "
+				"AND objoid OPERATOR(pg_catalog.=) $1",
+				1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(view)}, NULL, false, SPI_OK_DELETE);
 	spi_exec(psprintf("COMMENT ON VIEW %s IS %s", qname,
 					  quote_literal_cstr(psprintf("How patron_group reads %s (%s); made by attaching it, "
 												  "dropped by patron_group.detach()",
 												  qualified_relname(m->relid),
 												  mapping_kind_name(m->kind)))));
 	restore_user(&oc);
+	mapping_changed();
 	return view;
 }
 
@@ -395,24 +573,6 @@ drop_mapping_view(Oid view)
 	restore_user(&oc);
 }
 
-/* The name of a mapping kind, as attachments.kind spells it. */
-const char *
-mapping_kind_name(MappingKind kind)
-{
-	switch (kind)
-	{
-		case MAP_PATRONS:
-			return "patrons";
-		case MAP_CARDS:
-			return "cards";
-		case MAP_CIRCULATIONS:
-			return "circulations";
-		case MAP_MONEY:
-			return "money";
-	}
-	return NULL;				/* keep compiler quiet */
-}
-
 /* The expression of the output column 'name' of a view's stored query, or NULL. */
 static Expr *
 view_column(Query *query, const char *name)
@@ -480,4 +640,46 @@ compile_mapping(Oid viewid, Oid relid, Expr **exprs, Oid *key_type)
 			e = NULL;
 		exprs[c] = e;
 	}
+}
+
+/*
+ * The condition the mapping view of an attachment keeps in column 'column'
+ * (is_active, is_open, is_lost or counts), as SQL text over a row of the
+ * table, deparsed from the stored tree with every name that is not in
+ * pg_catalog qualified; NULL when the view has none.  alter_attachment()
+ * makes the new view from it when that condition is not the one changed.
+ * The caller runs with search_path pinned.
+ */
+char *
+mapping_condition(const Attachment *a, const char *column)
+{
+	Relation	view = relation_open(a->mapping, AccessShareLock);
+	Query	   *query = copyObject(mapping_query(view));
+	Node	   *expr;
+	int			rti = 0;
+	ListCell   *lc;
+	char	   *result = NULL;
+
+	relation_close(view, AccessShareLock);
+	expr = (Node *) view_column(query, column);
+	if (expr == NULL)
+		return NULL;
+	/* the view wraps the condition as COALESCE((condition), false) */
+	if (IsA(expr, CoalesceExpr))
+		expr = linitial(((CoalesceExpr *) expr)->args);
+	else if (IsA(expr, Const))
+		return NULL;			/* no condition was given */
+	foreach(lc, query->rtable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+		if (rte->rtekind == RTE_RELATION && rte->relid == a->relid && rte->inFromCl)
+			rti = foreach_current_index(lc) + 1;
+	}
+	if (rti == 0)
+		elog(ERROR, "mapping view of \"%s\" does not read it", get_rel_name(a->relid));
+	ChangeVarNodes(expr, rti, 1, 0);
+	result = deparse_expression(expr, deparse_context_for(get_rel_name(a->relid), a->relid),
+								false, false);
+	return result;
 }

@@ -1,7 +1,7 @@
 /*
  * patron_group.c
- *		Module initialization, settings, running as the extension owner, and
- *		the per-transaction context that history rows take their reason from.
+ *		The bottom layer: running as the extension owner, and the small
+ *		helpers every file uses (SPI with kept plans, names, arrays).
  */
 #include "postgres.h"
 
@@ -13,142 +13,20 @@
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
-#include "nodes/parsenodes.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
-#include "utils/array.h"
+#include "utils/hsearch.h"
+#include "common/hashfn.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
+#include "utils/rel.h"
 
 #include "patron_group.h"
-
-PG_MODULE_MAGIC;
-
-void		_PG_init(void);
-
-/* patron_group.application_user: who is at the desk, as the ILS knows them */
-static char *application_user = NULL;
-
-/*
- * Patrons whose totals are to be counted afresh just before the
- * transaction commits (see recount_at_commit()); in TopTransactionContext.
- */
-static int64 *recount_ids = NULL;
-static int	recount_n = 0;
-static int	recount_max = 0;
-
-/* What the running operation wants history to say; cleared at transaction end. */
-static char *hist_action = NULL;
-static char *hist_reason = NULL;
-
-/*
- * Count the totals of the patrons recount_at_commit() named, now that every
- * trigger of the transaction, deferred ones included, has fired.
- */
-static void
-recount_before_commit(void)
-{
-	ArrayType  *ids;
-	Datum	   *d;
-	OwnerContext oc;
-
-	if (recount_n == 0 || !OidIsValid(get_extension_oid("patron_group", true)))
-		return;
-	d = palloc(sizeof(Datum) * recount_n);
-	for (int i = 0; i < recount_n; i++)
-		d[i] = Int64GetDatum(recount_ids[i]);
-	ids = construct_array(d, recount_n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
-	recount_n = 0;
-	/* no statement is running: give the queries a snapshot of their own */
-	PushActiveSnapshot(GetTransactionSnapshot());
-	SPI_connect();
-	become_extension_owner(&oc);
-	(void) rebuild_totals(ids);
-	restore_user(&oc);
-	SPI_finish();
-	PopActiveSnapshot();
-}
-
-/*
- * Count a patron's totals afresh just before the transaction commits.  For
- * a patron whose id changed: the rows naming the patron may follow the new
- * id through ON UPDATE CASCADE, and the totals triggers of that cascade
- * fire only at the end of the statement, after the patron table's own
- * triggers; counting earlier would count those rows twice.  A patron named
- * in a subtransaction that is rolled back is counted anyway, which is
- * harmless: a fresh count is always right.
- */
-void
-recount_at_commit(int64 patron)
-{
-	if (recount_n == recount_max)
-	{
-		int			newmax = recount_max ? recount_max * 2 : 16;
-
-		recount_ids = recount_ids ?
-			repalloc(recount_ids, sizeof(int64) * newmax) :
-			MemoryContextAlloc(TopTransactionContext, sizeof(int64) * newmax);
-		recount_max = newmax;
-	}
-	recount_ids[recount_n++] = patron;
-}
-
-/* Clear the history context when the transaction ends, however it ends. */
-static void
-patron_group_xact_callback(XactEvent event, void *arg)
-{
-	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PRE_PREPARE)
-		recount_before_commit();
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-		event == XACT_EVENT_PARALLEL_COMMIT ||
-		event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PREPARE)
-	{
-		/* the memory went with TopTransactionContext */
-		recount_ids = NULL;
-		recount_n = recount_max = 0;
-	}
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-		event == XACT_EVENT_PARALLEL_COMMIT ||
-		event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PREPARE)
-	{
-		history_context_clear();
-		access_reset();			/* the asserted patron lasts one transaction */
-	}
-}
-
-/* A rolled-back subtransaction takes its operation's history context with it. */
-static void
-patron_group_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-							  SubTransactionId parentSubid, void *arg)
-{
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-		history_context_clear();
-	if (event == SUBXACT_EVENT_ABORT_SUB || event == SUBXACT_EVENT_COMMIT_SUB)
-		access_subxact_end(event == SUBXACT_EVENT_COMMIT_SUB, mySubid, parentSubid);
-}
-
-/* Module load: settings and callbacks. */
-void
-_PG_init(void)
-{
-	DefineCustomStringVariable("patron_group.application_user",
-							   "Staff user of the library system, recorded in the history.",
-							   "The database role is always recorded too; this adds the "
-							   "application's own login name, which the database cannot know.",
-							   &application_user,
-							   NULL,
-							   PGC_USERSET,
-							   0,
-							   NULL, NULL, NULL);
-	MarkGUCPrefixReserved("patron_group");
-	RegisterXactCallback(patron_group_xact_callback, NULL);
-	guard_init();
-	RegisterSubXactCallback(patron_group_subxact_callback, NULL);
-}
 
 /*
  * The role that owns the extension: its tables are written as this role.
@@ -235,54 +113,10 @@ become_extension_owner(OwnerContext *ctx)
 void
 restore_user(OwnerContext *ctx)
 {
+	/* nothing between switched to another user without switching back */
+	Assert(GetUserId() == extension_owner());
 	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec_context);
 	AtEOXact_GUC(true, ctx->save_nestlevel);
-}
-
-/* Set the action and reason that history rows written next will carry. */
-void
-history_context_set(const char *action, const char *reason)
-{
-	history_context_clear();
-	if (action)
-		hist_action = MemoryContextStrdup(TopMemoryContext, action);
-	if (reason)
-		hist_reason = MemoryContextStrdup(TopMemoryContext, reason);
-}
-
-/* Forget the history context. */
-void
-history_context_clear(void)
-{
-	if (hist_action)
-		pfree(hist_action);
-	if (hist_reason)
-		pfree(hist_reason);
-	hist_action = NULL;
-	hist_reason = NULL;
-}
-
-/* The action an operation asked history to record instead of the derived one. */
-const char *
-history_context_action(void)
-{
-	return hist_action;
-}
-
-/* The reason given to the running operation, or NULL. */
-const char *
-history_context_reason(void)
-{
-	return hist_reason;
-}
-
-/* patron_group.application_user, or NULL when unset or empty. */
-const char *
-history_app_user(void)
-{
-	if (application_user == NULL || application_user[0] == '\0')
-		return NULL;
-	return application_user;
 }
 
 /* Refuse a NULL argument with a clear message. */
@@ -293,6 +127,16 @@ require_arg(FunctionCallInfo fcinfo, int argno, const char *what)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("%s must not be null", what)));
+}
+
+/* Run a statement of fixed text (DDL, a statement over transition tables) through SPI. */
+void
+spi_exec(const char *sql)
+{
+	int			rc = SPI_execute(sql, false, 0);
+
+	if (rc < 0)
+		elog(ERROR, "SPI_execute failed (%s): %s", SPI_result_code_string(rc), sql);
 }
 
 /*
@@ -316,24 +160,213 @@ kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
 	return *slot;
 }
 
-/*
- * The kept plan of a statement built from the attachments: its text changes
- * only when a table is attached or detached, so the plan is kept while the
- * text stays the same, and prepared again when it changes.
- */
-SPIPlanPtr
-kept_plan_for_text(TextPlan *slot, const char *sql, int nargs, Oid *argtypes)
+/* Plans kept by their SQL text (run_sql); a bounded number per backend. */
+typedef struct SqlPlan
 {
-	if (slot->sql == NULL || strcmp(slot->sql, sql) != 0)
+	char		key[NAMEDATALEN];	/* a digest of the text and parameter types */
+	char	   *sql;
+	SPIPlanPtr	plan;
+} SqlPlan;
+
+#define SQL_PLANS_MAX 512
+
+static HTAB *sql_plans = NULL;
+static List *retired_plans = NIL;	/* HTAB *s to free at the end of the transaction */
+
+/*
+ * The mapping changed: the texts built from it will not be asked for again.
+ * Their plans are freed at the end of the transaction, when none can be
+ * running further up the stack.
+ */
+void
+forget_sql_plans(void)
+{
+	MemoryContext old;
+
+	if (sql_plans == NULL)
+		return;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	retired_plans = lappend(retired_plans, sql_plans);
+	MemoryContextSwitchTo(old);
+	sql_plans = NULL;
+}
+
+/* At the end of a transaction: free the plans forget_sql_plans() retired. */
+void
+free_retired_sql_plans(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, retired_plans)
 	{
-		if (slot->plan)
-			SPI_freeplan(slot->plan);
-		slot->plan = NULL;
-		if (slot->sql)
-			pfree(slot->sql);
-		slot->sql = NULL;
-		kept_plan(&slot->plan, sql, nargs, argtypes);
-		slot->sql = MemoryContextStrdup(TopMemoryContext, sql);
+		HTAB	   *plans = lfirst(lc);
+		HASH_SEQ_STATUS status;
+		SqlPlan    *entry;
+
+		hash_seq_init(&status, plans);
+		while ((entry = hash_seq_search(&status)) != NULL)
+		{
+			SPI_freeplan(entry->plan);
+			pfree(entry->sql);
+		}
+		hash_destroy(plans);
 	}
-	return slot->plan;
+	list_free(retired_plans);
+	retired_plans = NIL;
+}
+
+/*
+ * Run a statement with parameters through a plan kept by its text, checking
+ * the result code.  Statements whose text is built from the mapping (and so
+ * changes only with it) are planned once per backend, like those with a
+ * static slot; nothing a user supplies is ever in the text, only in values.
+ * The plans are kept generic: these statements are the same whatever their
+ * parameters.  Past SQL_PLANS_MAX texts (clone_patron's vary with the
+ * columns given) a new text is planned for the one execution.  When the
+ * mapping changes, mapping.c retires them all (forget_sql_plans).
+ */
+void
+run_sql(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
+		bool read_only, int expect)
+{
+	SqlPlan    *entry = NULL;
+	bool		found = false;
+	char		key[NAMEDATALEN];
+	int			rc;
+
+	if (sql_plans == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = NAMEDATALEN;
+		ctl.entrysize = sizeof(SqlPlan);
+		sql_plans = hash_create("patron_group plans by text", 64, &ctl, HASH_ELEM | HASH_STRINGS);
+	}
+	memset(key, 0, sizeof(key));
+	snprintf(key, sizeof(key), "%08x%08x:%d",
+			 (unsigned) hash_bytes((const unsigned char *) sql, (int) strlen(sql)),
+			 (unsigned) hash_bytes((const unsigned char *) types, (int) (sizeof(Oid) * nargs)),
+			 nargs);
+	entry = hash_search(sql_plans, key, HASH_FIND, &found);
+	if (found && strcmp(entry->sql, sql) != 0)
+		entry = NULL;			/* a digest collision: plan this one unkept */
+	else if (!found && hash_get_num_entries(sql_plans) < SQL_PLANS_MAX)
+	{
+		SPIPlanPtr	plan = NULL;
+
+		(void) kept_plan(&plan, sql, nargs, types);
+		entry = hash_search(sql_plans, key, HASH_ENTER, &found);
+		entry->plan = plan;
+		entry->sql = MemoryContextStrdup(TopMemoryContext, sql);
+	}
+	if (entry)
+		rc = SPI_execute_plan(entry->plan, values, nulls, read_only, 0);
+	else
+		rc = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, 0);
+	if (rc != expect)
+		elog(ERROR, "unexpected SPI result %s for: %s", SPI_result_code_string(rc), sql);
+}
+
+/* Execute a kept plan and check its result code. */
+void
+run_kept(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, int expect)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, read_only, 0);
+
+	if (rc != expect)
+		elog(ERROR, "unexpected SPI result %s", SPI_result_code_string(rc));
+}
+
+/* Schema-qualified, quoted name of a relation. */
+char *
+qualified_relname(Oid relid)
+{
+	char	   *rel = get_rel_name(relid);
+	char	   *nsp = rel ? get_namespace_name(get_rel_namespace(relid)) : NULL;
+
+	if (rel == NULL || nsp == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("attached table with OID %u no longer exists", relid),
+				 errhint("The library system dropped it. Forget it with SELECT patron_group.detach(%u);", relid)));
+	return quote_qualified_identifier(nsp, rel);
+}
+
+/* qsort comparator of int64. */
+int
+compare_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* An int8[] Datum from C values. */
+Datum
+int8_array(const int64 *values, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Int64GetDatum(values[i]);
+	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/* Sort values and drop duplicates, in place; *n becomes the distinct count. */
+void
+sort_distinct_int64(int64 *values, int *n)
+{
+	int			m = 0;
+
+	if (*n > 1)
+		qsort(values, *n, sizeof(int64), compare_int64);
+	for (int i = 0; i < *n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (m == 0 || values[m - 1] != values[i])
+			values[m++] = values[i];
+	}
+	*n = m;
+}
+
+/* A smallint, integer or bigint Datum as int64. */
+int64
+int_datum_to_int64(Datum d, Oid type)
+{
+	switch (type)
+	{
+		case INT2OID:
+			return DatumGetInt16(d);
+		case INT4OID:
+			return DatumGetInt32(d);
+		case INT8OID:
+			return DatumGetInt64(d);
+		default:
+			elog(ERROR, "patron ids of type %s are not supported", format_type_be(type));
+	}
+	return 0;					/* keep compiler quiet */
+}
+
+/*
+ * The TriggerData of a trigger function, checking that the trigger manager
+ * called it AFTER an event, for each statement or for each row as it must be.
+ */
+TriggerData *
+trigger_data(FunctionCallInfo fcinfo, const char *name, bool statement)
+{
+	TriggerData *td;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s: not called by trigger manager", name)));
+	td = (TriggerData *) fcinfo->context;
+	if (!TRIGGER_FIRED_AFTER(td->tg_event) ||
+		(statement ? !TRIGGER_FIRED_FOR_STATEMENT(td->tg_event) : !TRIGGER_FIRED_FOR_ROW(td->tg_event)))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s must be an AFTER trigger FOR EACH %s", name, statement ? "STATEMENT" : "ROW"),
+				 errhint("patron_group creates its triggers itself, with the attach_*() functions.")));
+	return td;
 }

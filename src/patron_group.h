@@ -1,6 +1,9 @@
 /*
  * patron_group.h
- *		Declarations shared by the patron_group C files.
+ *		Declarations shared by the patron_group C files, layer by layer from
+ *		the bottom (module init and helpers) to the top (SQL-callable entry
+ *		points, which need no declarations).  src/README.md describes the
+ *		files and how a checkout flows through them.
  */
 #ifndef PATRON_GROUP_H
 #define PATRON_GROUP_H
@@ -10,20 +13,63 @@
 #include "nodes/pg_list.h"
 #include "nodes/primnodes.h"
 #include "utils/array.h"
+#include "utils/numeric.h"
 
 #define PG_SCHEMA "patron_group"
 
 /* The version of the extension this library is for (patron_group.control). */
 #define PATRON_GROUP_VERSION "1.2"
 
-/*
- * SQL: the consent of kind (circulations, bills) of the account aliased
- * alias is in force.  Compared with the time the statement started, not the
- * transaction's: no statement that starts after a consent ends sees under it.
- */
-#define CONSENT_IN_FORCE(alias, kind) \
-	"(" alias ".share_" kind " AND (" alias ".share_" kind "_until IS NULL OR " \
-	alias ".share_" kind "_until OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp()))"
+/* ---------------------------------------------------------------------------
+ * patron_group.c: module init, running as the extension owner, helpers
+ * ------------------------------------------------------------------------- */
+
+/* Saved user, security context and search_path while running as the owner. */
+typedef struct OwnerContext
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel; /* GUC nest level of the pinned search_path */
+} OwnerContext;
+
+extern Oid	extension_owner(void);
+extern void become_extension_owner(OwnerContext *ctx);
+extern void restore_user(OwnerContext *ctx);
+extern void require_arg(FunctionCallInfo fcinfo, int argno, const char *what);
+extern void spi_exec(const char *sql);
+extern SPIPlanPtr kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes);
+
+extern void run_kept(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, int expect);
+extern void run_sql(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
+					bool read_only, int expect);
+extern void forget_sql_plans(void);
+extern void free_retired_sql_plans(void);
+extern char *qualified_relname(Oid relid);
+extern int	compare_int64(const void *a, const void *b);
+extern Datum int8_array(const int64 *values, int n);
+extern void sort_distinct_int64(int64 *values, int *n);
+extern int64 int_datum_to_int64(Datum d, Oid type);
+extern struct TriggerData *trigger_data(FunctionCallInfo fcinfo, const char *name, bool statement);
+
+/* ---------------------------------------------------------------------------
+ * history.c: the history and what its next rows say
+ * ------------------------------------------------------------------------- */
+
+extern void history_context_set(const char *action, const char *reason);
+extern void history_context_clear(void);
+extern const char *history_context_action(void);
+extern void record_history(const char *action, int64 patron, bool from_null, int64 from,
+						   bool to_null, int64 to, const char *detail);
+extern void record_history_reason(const char *action, int64 patron, bool from_null, int64 from,
+								  bool to_null, int64 to, const char *reason, const char *detail);
+extern void record_group_event(const char *action, bool group_null, int64 group,
+							   const char *reason, const char *detail);
+extern const char *history_app_user(void);
+extern char *application_user;
+
+/* ---------------------------------------------------------------------------
+ * mapping.c: the one reader of patron_group.attachments, and the mapping views
+ * ------------------------------------------------------------------------- */
 
 /* The kinds of attached table. */
 typedef enum MappingKind
@@ -34,7 +80,47 @@ typedef enum MappingKind
 	MAP_MONEY
 } MappingKind;
 
-/* What attaching a table says about how to read it (mapping.c). */
+/* One attached table, as patron_group.attachments records it. */
+typedef struct Attachment
+{
+	Oid			relid;
+	char	   *relname;		/* schema-qualified, quoted */
+	MappingKind kind;
+	bool		dropped;		/* the table, its mapping view or its via table is gone */
+	char	   *id_column;		/* patrons: quoted */
+	char	   *patron_column;	/* others: quoted (the patron, or the transaction) */
+	char	   *barcode_column; /* patrons (optional), cards: quoted, or NULL */
+	char	   *id_name;		/* the same three, unquoted */
+	char	   *patron_name;
+	char	   *barcode_name;
+	List	   *name_columns;	/* patrons: unquoted char * */
+	List	   *clone_columns;	/* patrons: unquoted char * */
+	char	   *due_column;		/* circulations: unquoted */
+	char	   *money_kind;		/* money: charge, payment, signed */
+	char	   *amount_column;	/* money: unquoted */
+	Oid			via_relid;		/* money naming a transaction: its table */
+	char	   *via_relname;
+	char	   *via_id_name;	/* unquoted */
+	char	   *via_patron_name;
+	char	   *via_id_column;	/* quoted */
+	char	   *via_patron_column;
+	char	   *barcode_index;	/* qualified name, or NULL */
+	bool		protected;
+	Oid			mapping;		/* the mapping view */
+	char	   *mapping_name;	/* qualified */
+} Attachment;
+
+/* Everything attached, read once per backend until it changes. */
+typedef struct Mapping
+{
+	List	   *all;			/* Attachment *, in relid order */
+	Attachment *patrons;		/* NULL: none (or dropped) */
+	Attachment *cards;
+	List	   *totals;			/* circulations and money that still exist */
+	uint64		generation;		/* a new number each time it is read again */
+} Mapping;
+
+/* What attaching a table says about how to read it. */
 typedef struct MappingSpec
 {
 	MappingKind kind;
@@ -54,118 +140,118 @@ typedef struct MappingSpec
 /* The row values of a mapping: key, items out, items lost, billed, paid. */
 #define MAPPING_VALUES 5
 
-/* The patron table mapping, as read from patron_group.attachments. */
-typedef struct PatronMap
-{
-	Oid			relid;
-	char	   *relname;		/* schema-qualified, quoted */
-	char	   *id_column;		/* quoted */
-	char	   *barcode_column; /* quoted, or NULL */
-	List	   *name_columns;	/* of quoted char * */
-	List	   *clone_columns;	/* of unquoted char * */
-	char	   *mapping;		/* the mapping view, qualified */
-	/* the card table, when attached */
-	Oid			card_relid;
-	char	   *card_relname;
-	char	   *card_patron_column;
-	char	   *card_barcode_column;
-	char	   *card_mapping;	/* its mapping view, qualified */
-} PatronMap;
+extern const Mapping *get_mapping(void);
+extern const Attachment *mapping_patrons(bool missing_ok);
+extern const Attachment *attachment_of(Oid relid);
+extern List *totals_via(Oid via_relid);
+extern void mapping_changed(void);
+extern const char *mapping_kind_name(MappingKind kind);
+extern MappingKind mapping_kind_of(const char *name);
+extern Oid	create_mapping_view(MappingSpec *m);
+extern void drop_mapping_view(Oid view);
+extern void compile_mapping(Oid viewid, Oid relid, Expr **exprs, Oid *key_type);
+extern char *mapping_condition(const Attachment *a, const char *column);
 
-/* An attached circulation or money table, as read from attachments. */
-typedef struct TotalsSource
-{
-	Oid			relid;
-	char	   *relname;		/* schema-qualified, quoted */
-	bool		is_money;
-	char	   *patron_column;	/* quoted: the patron, or the transaction */
-	char	   *money_kind;		/* charge, payment, signed */
-	Oid			mapping;		/* the mapping view */
-	char	   *mapping_name;	/* qualified */
-	Oid			via_relid;		/* InvalidOid: patron_column names the patron */
-	char	   *via_relname;
-	char	   *via_id_name;	/* unquoted */
-	char	   *via_patron_name;	/* unquoted */
-	char	   *via_id_column;	/* quoted */
-	char	   *via_patron_column;	/* quoted */
-} TotalsSource;
+/* ---------------------------------------------------------------------------
+ * sqlgen.c: every SQL text built from the mapping
+ * ------------------------------------------------------------------------- */
 
-/* Saved user and security context while running as the extension owner. */
-typedef struct OwnerContext
-{
-	Oid			save_userid;
-	int			save_sec_context;
-	int			save_nestlevel; /* GUC nest level of the pinned search_path */
-} OwnerContext;
-
-/* patron_group.c */
-extern void become_extension_owner(OwnerContext *ctx);
-extern void restore_user(OwnerContext *ctx);
-extern void history_context_set(const char *action, const char *reason);
-extern void history_context_clear(void);
-extern const char *history_context_action(void);
-extern const char *history_context_reason(void);
-extern const char *history_app_user(void);
-extern Oid	extension_owner(void);
-extern void require_arg(FunctionCallInfo fcinfo, int argno, const char *what);
-extern SPIPlanPtr kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes);
-
-/* A kept plan together with the SQL text it was prepared from. */
-typedef struct TextPlan
-{
-	char	   *sql;
-	SPIPlanPtr	plan;
-} TextPlan;
-extern SPIPlanPtr kept_plan_for_text(TextPlan *slot, const char *sql, int nargs, Oid *argtypes);
-extern void recount_at_commit(int64 patron);
-
-/* accounts.c */
-extern void record_group_event(const char *action, bool group_null, int64 group,
-							   const char *reason, const char *detail);
-extern void record_history_reason(const char *action, int64 patron, bool from_null, int64 from,
-								  bool to_null, int64 to, const char *reason, const char *detail);
-
-/* attach.c */
-extern PatronMap *load_patron_map(bool missing_ok);
-extern char *barcode_sql(PatronMap *map, const char *alias);
-extern char *qualified_relname(Oid relid);
-
-/* totals.c */
-extern List *load_totals_sources(Oid via_relid);
+extern char *mapping_view_sql(const MappingSpec *m, const char *relname);
+extern char *display_name_sql(List *name_columns, const char *id_column, const char *alias);
 extern char *expected_totals_sql(List *sources, bool filtered);
 extern char *overdue_sql(List *sources, const char *patron_expr);
-extern void apply_deltas_from_result(void);
+extern char *barcode_sql(const Mapping *m, const char *alias);
+extern char *barcode_lookup_sql(const Mapping *m);
+extern char *money_of_xacts_sql(List *sources);
+extern char *violations_sql(List *sources);
+extern char *payment_lines_sql(List *sources);
+extern char *group_members_sql(const Mapping *m);
+extern char *patron_details_sql(const Mapping *m);
+extern char *find_patron_sql(const Mapping *m);
+extern char *consent_sql(const char *alias, const char *kind);
+extern char *recount_accounts_sql(const char *expected_sql, bool filtered);
+extern char *recount_groups_sql(bool filtered);
+
+/* ---------------------------------------------------------------------------
+ * locks.c: the lock order
+ * ------------------------------------------------------------------------- */
+
+extern uint64 lock_accounts(const int64 *patrons, int n, int64 *groups);
+extern void lock_groups(const int64 *groups, int n);
+extern void lock_groups_of_accounts(const int64 *patrons, int n);
+extern void lock_everyone(void);
+
+/* ---------------------------------------------------------------------------
+ * deltas.c: the one writer of account and group totals
+ * ------------------------------------------------------------------------- */
+
+/* One patron's (or transaction's) change of totals. */
+typedef struct PatronDelta
+{
+	int64		patron;			/* hash key */
+	int64		out;
+	int64		lost;
+	Numeric		billed;			/* NULL: zero */
+	Numeric		paid;
+	Size		billed_room;
+	Size		paid_room;
+} PatronDelta;
+
+#define DELTA_ARRAY_SIZE 16
+
+/* Deltas being summed: a small array, or a hash table for a bulk statement. */
+typedef struct DeltaSet
+{
+	MemoryContext cxt;
+	int			n;
+	PatronDelta small[DELTA_ARRAY_SIZE];
+	struct HTAB *hash;
+} DeltaSet;
+
+extern void deltas_init(DeltaSet *set, const char *name);
+extern void deltas_free(DeltaSet *set);
+extern PatronDelta *delta_for(DeltaSet *set, int64 patron);
+extern void delta_add_amount(DeltaSet *set, Numeric *sum, Size *room, Datum value, bool negate);
+extern void delta_add(DeltaSet *set, PatronDelta *d, const PatronDelta *from, bool negate);
+extern PatronDelta **nonzero_deltas(DeltaSet *set, int *count);
+extern int	compare_deltas(const void *a, const void *b);
+extern void apply_deltas(PatronDelta **deltas, int n);
+extern void adjust_group(int64 group_id, int sign, bool lead, int64 items_out, int64 items_lost,
+						 Datum billed, Datum paid);
+extern void adjust_leads(int64 group_id, int leads);
+extern uint64 write_recount(const char *expected_sql, ArrayType *patron_ids);
+
+/* ---------------------------------------------------------------------------
+ * totals.c, recount.c: keeping and checking the totals
+ * ------------------------------------------------------------------------- */
+
 extern int64 *new_open_loans(struct TriggerData *td, int *count);
-
-/* verify.c */
 extern uint64 rebuild_totals(ArrayType *patron_ids);
+extern void recount_at_commit(int64 patron);
+extern void recount_before_commit(void);
+extern void recount_reset(void);
 
-/* access.c */
-extern void access_reset(void);
-extern void access_subxact_end(bool commit, SubTransactionId mySubid,
-							   SubTransactionId parentSubid);
+/* ---------------------------------------------------------------------------
+ * identity.c, consent.c, policies.c, guard.c: lead access
+ * ------------------------------------------------------------------------- */
+
+extern void identity_reset(void);
+extern void identity_subxact_end(bool commit, SubTransactionId mySubid,
+								 SubTransactionId parentSubid);
 extern bool acting_for(int64 *patron);
 extern bool session_is_patron_facing(void);
 extern void forget_patron_facing_cache(void);
 extern bool patron_facing_about(int64 patron, int64 *viewer, const char *refusal);
-
-/* policies.c */
 extern void sync_protection(void);
 extern void sync_protection_for(bool renew, List *released);
 extern List *protected_by(Oid relid);
 extern bool set_protected(Oid relid, bool on, bool *was);
-
-/* guard.c */
 extern void guard_init(void);
 
-/* mapping.c */
-extern Oid	create_mapping_view(MappingSpec *m);
-extern void drop_mapping_view(Oid view);
-extern const char *mapping_kind_name(MappingKind kind);
-extern char *display_name_expr(List *name_columns, const char *id_column, const char *alias);
-extern void compile_mapping(Oid viewid, Oid relid, Expr **exprs, Oid *key_type);
+/* ---------------------------------------------------------------------------
+ * barcode.c
+ * ------------------------------------------------------------------------- */
 
-/* barcode.c */
-extern int64 resolve_barcode_internal(PatronMap *map, text *barcode, bool missing_ok);
+extern int64 resolve_barcode_internal(const Mapping *m, text *barcode, bool missing_ok);
 
 #endif							/* PATRON_GROUP_H */

@@ -58,23 +58,15 @@ typedef struct Protection
 	char	   *xact_pred;		/* as a member of a protected transaction tree, or NULL */
 } Protection;
 
-/* Run a statement through SPI, failing loudly. */
-static void
-spi_exec(const char *sql)
-{
-	if (SPI_execute(sql, false, 0) < 0)
-		elog(ERROR, "SPI_execute failed: %s", sql);
-}
-
 /* The registered patron-facing roles, quoted and comma-separated, or NULL. */
 static char *
 patron_facing_list(void)
 {
 	StringInfoData list;
 
-	if (SPI_execute("SELECT pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(role_name::pg_catalog.oid)) "
-					"FROM " PG_SCHEMA ".patron_facing_roles ORDER BY 1", false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read patron_group.patron_facing_roles");
+	run_sql("SELECT pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(role_name::pg_catalog.oid)) "
+			"FROM " PG_SCHEMA ".patron_facing_roles ORDER BY 1",
+			0, NULL, NULL, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return NULL;
 	initStringInfo(&list);
@@ -121,48 +113,34 @@ static List *
 wanted_protection(void)
 {
 	List	   *result = NIL;
-	SPITupleTable *tt;
-	uint64		n;
+	ListCell   *lc;
 
-	if (SPI_execute("SELECT relid::pg_catalog.oid, kind, COALESCE(id_column, patron_column), "
-					"via_relid::pg_catalog.oid, via_id_column, via_patron_column "
-					"FROM " PG_SCHEMA ".attachments a WHERE protected "
-					"AND EXISTS (SELECT FROM pg_catalog.pg_class c "
-					"WHERE c.oid OPERATOR(pg_catalog.=) a.relid::pg_catalog.oid) "
-					"ORDER BY relid::pg_catalog.oid", false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read patron_group.attachments");
-	tt = SPI_tuptable;
-	n = SPI_processed;
-	for (uint64 r = 0; r < n; r++)
+	foreach(lc, get_mapping()->all)
 	{
-		bool		isnull;
-		Oid			relid = DatumGetObjectId(SPI_getbinval(tt->vals[r], tt->tupdesc, 1, &isnull));
-		char	   *kind = SPI_getvalue(tt->vals[r], tt->tupdesc, 2);
-		char	   *column = SPI_getvalue(tt->vals[r], tt->tupdesc, 3);
-		Datum		via = SPI_getbinval(tt->vals[r], tt->tupdesc, 4, &isnull);
-		Oid			via_relid = isnull ? InvalidOid : DatumGetObjectId(via);
-		const char *visible_kind = strcmp(kind, "money") == 0 ? "bills" : kind;
+		const Attachment *a = lfirst(lc);
+		const char *column = a->kind == MAP_PATRONS ? a->id_name : a->patron_name;
+		const char *visible_kind = a->kind == MAP_MONEY ? "bills" : mapping_kind_name(a->kind);
 		char	   *pred;
-		ListCell   *lc;
+		ListCell   *lc2;
 
-		if (OidIsValid(via_relid) && get_rel_name(via_relid) != NULL)
+		if (!a->protected || get_rel_name(a->relid) == NULL)
+			continue;
+		if (OidIsValid(a->via_relid) && get_rel_name(a->via_relid) != NULL)
 		{
-			char	   *via_id = SPI_getvalue(tt->vals[r], tt->tupdesc, 5);
-			char	   *via_patron = SPI_getvalue(tt->vals[r], tt->tupdesc, 6);
-			char	   *xact_pred = visible_predicate(NULL, via_patron, "bills");
+			char	   *xact_pred = visible_predicate(NULL, a->via_patron_name, "bills");
 
 			/* a bill is visible when its transaction is, read under the transaction's own policies */
 			pred = psprintf("%s OPERATOR(pg_catalog.=) ANY ((SELECT pg_catalog.array_agg(v.%s) FROM %s v "
 							"WHERE %s)::pg_catalog.int8[])",
-							quote_identifier(column), quote_identifier(via_id),
-							qualified_relname(via_relid), visible_predicate("v", via_patron, "bills"));
-			foreach(lc, find_all_inheritors(via_relid, NoLock, NULL))
-				protection_for(&result, lfirst_oid(lc))->xact_pred = xact_pred;
+							quote_identifier(column), a->via_id_column,
+							qualified_relname(a->via_relid), visible_predicate("v", a->via_patron_name, "bills"));
+			foreach(lc2, find_all_inheritors(a->via_relid, NoLock, NULL))
+				protection_for(&result, lfirst_oid(lc2))->xact_pred = xact_pred;
 		}
 		else
 			pred = visible_predicate(NULL, column, visible_kind);
-		foreach(lc, find_all_inheritors(relid, NoLock, NULL))
-			protection_for(&result, lfirst_oid(lc))->read_pred = pred;
+		foreach(lc2, find_all_inheritors(a->relid, NoLock, NULL))
+			protection_for(&result, lfirst_oid(lc2))->read_pred = pred;
 	}
 	return result;
 }
@@ -171,11 +149,9 @@ wanted_protection(void)
 static bool
 has_our_policies(Oid relid)
 {
-	if (SPI_execute_with_args("SELECT FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) $1 "
-							  "AND polname OPERATOR(pg_catalog.~~) 'patron\\_group\\_%'",
-							  1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(relid)},
-							  NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read pg_policy");
+	run_sql("SELECT FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) $1 "
+			"AND polname OPERATOR(pg_catalog.~~) 'patron\\_group\\_%'",
+			1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(relid)}, NULL, true, SPI_OK_SELECT);
 	return SPI_processed > 0;
 }
 
@@ -187,12 +163,10 @@ drop_policies(Oid relid)
 	SPITupleTable *tt;
 	uint64		n;
 
-	if (SPI_execute_with_args("SELECT pg_catalog.quote_ident(polname) FROM pg_catalog.pg_policy "
-							  "WHERE polrelid OPERATOR(pg_catalog.=) $1 "
-							  "AND polname OPERATOR(pg_catalog.~~) 'patron\\_group\\_%' ORDER BY 1",
-							  1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(relid)},
-							  NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read pg_policy");
+	run_sql("SELECT pg_catalog.quote_ident(polname) FROM pg_catalog.pg_policy "
+			"WHERE polrelid OPERATOR(pg_catalog.=) $1 "
+			"AND polname OPERATOR(pg_catalog.~~) 'patron\\_group\\_%' ORDER BY 1",
+			1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(relid)}, NULL, false, SPI_OK_SELECT);
 	tt = SPI_tuptable;
 	n = SPI_processed;
 	for (uint64 r = 0; r < n; r++)
@@ -211,11 +185,9 @@ refuse_patron_facing_owner(Oid relid)
 		elog(ERROR, "cache lookup failed for relation %u", relid);
 	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
 	ReleaseSysCache(tup);
-	if (SPI_execute_with_args("SELECT FROM " PG_SCHEMA ".patron_facing_roles r "
-							  "WHERE pg_catalog.pg_has_role(r.role_name::pg_catalog.oid, $1, 'USAGE')",
-							  1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(owner)},
-							  NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read patron_group.patron_facing_roles");
+	run_sql("SELECT FROM " PG_SCHEMA ".patron_facing_roles r "
+			"WHERE pg_catalog.pg_has_role(r.role_name::pg_catalog.oid, $1, 'USAGE')",
+			1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(owner)}, NULL, true, SPI_OK_SELECT);
 	if (SPI_processed > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_GRANT_OPERATION),
@@ -259,10 +231,8 @@ static void
 remove_protection(Oid relid)
 {
 	drop_policies(relid);
-	if (SPI_execute_with_args("SELECT FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) $1",
-							  1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(relid)},
-							  NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read pg_policy");
+	run_sql("SELECT FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) $1",
+			1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(relid)}, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		spi_exec(psprintf("ALTER TABLE %s DISABLE ROW LEVEL SECURITY", qualified_relname(relid)));
 }
@@ -346,23 +316,12 @@ List *
 protected_by(Oid relid)
 {
 	List	   *result = NIL;
-	bool		isnull;
-	Datum		via;
+	const Attachment *a = attachment_of(relid);
 
 	if (get_rel_name(relid) != NULL)
 		result = find_all_inheritors(relid, NoLock, NULL);
-	if (SPI_execute_with_args("SELECT via_relid::pg_catalog.oid FROM " PG_SCHEMA ".attachments "
-							  "WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
-							  1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(relid)},
-							  NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read patron_group.attachments");
-	if (SPI_processed == 1)
-	{
-		via = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		if (!isnull && get_rel_name(DatumGetObjectId(via)) != NULL)
-			result = list_concat_unique_oid(result,
-											find_all_inheritors(DatumGetObjectId(via), NoLock, NULL));
-	}
+	if (a != NULL && OidIsValid(a->via_relid) && get_rel_name(a->via_relid) != NULL)
+		result = list_concat_unique_oid(result, find_all_inheritors(a->via_relid, NoLock, NULL));
 	return result;
 }
 
@@ -391,21 +350,16 @@ check_patron_facing_role(Oid role)
 	{
 		List	   *tables = NIL;
 		ListCell   *lc;
-		SPITupleTable *tt;
 
 		/* every table attached or behind money, with its children */
-		if (SPI_execute("SELECT relid::pg_catalog.oid FROM " PG_SCHEMA ".attachments "
-						"UNION SELECT via_relid::pg_catalog.oid FROM " PG_SCHEMA ".attachments "
-						"WHERE via_relid IS NOT NULL", true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not read patron_group.attachments");
-		tt = SPI_tuptable;
-		for (uint64 r = 0; r < SPI_processed; r++)
+		foreach(lc, get_mapping()->all)
 		{
-			bool		isnull;
-			Oid			relid = DatumGetObjectId(SPI_getbinval(tt->vals[r], tt->tupdesc, 1, &isnull));
+			const Attachment *a = lfirst(lc);
 
-			if (get_rel_name(relid) != NULL)
-				tables = list_concat_unique_oid(tables, find_all_inheritors(relid, NoLock, NULL));
+			if (get_rel_name(a->relid) != NULL)
+				tables = list_concat_unique_oid(tables, find_all_inheritors(a->relid, NoLock, NULL));
+			if (OidIsValid(a->via_relid) && get_rel_name(a->via_relid) != NULL)
+				tables = list_concat_unique_oid(tables, find_all_inheritors(a->via_relid, NoLock, NULL));
 		}
 		foreach(lc, tables)
 		{
@@ -450,10 +404,9 @@ pg_register_patron_facing(PG_FUNCTION_ARGS)
 	SPI_connect();
 	check_patron_facing_role(role);
 	become_extension_owner(&oc);
-	if (SPI_execute_with_args("INSERT INTO " PG_SCHEMA ".patron_facing_roles (role_name) VALUES ($1) "
-							  "ON CONFLICT DO NOTHING", 1, (Oid[]) {OIDOID},
-							  (Datum[]) {ObjectIdGetDatum(role)}, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not register the role");
+	run_sql("INSERT INTO " PG_SCHEMA ".patron_facing_roles (role_name) VALUES ($1) "
+			"ON CONFLICT DO NOTHING",
+			1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(role)}, NULL, false, SPI_OK_INSERT);
 	restore_user(&oc);
 	patron_facing_grants(role, true);
 	forget_patron_facing_cache();
@@ -473,9 +426,8 @@ pg_unregister_patron_facing(PG_FUNCTION_ARGS)
 	role = PG_GETARG_OID(0);
 	SPI_connect();
 	become_extension_owner(&oc);
-	if (SPI_execute_with_args("DELETE FROM " PG_SCHEMA ".patron_facing_roles WHERE role_name OPERATOR(pg_catalog.=) $1",
-							  1, (Oid[]) {REGROLEOID}, (Datum[]) {ObjectIdGetDatum(role)}, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not unregister the role");
+	run_sql("DELETE FROM " PG_SCHEMA ".patron_facing_roles WHERE role_name OPERATOR(pg_catalog.=) $1",
+			1, (Oid[]) {REGROLEOID}, (Datum[]) {ObjectIdGetDatum(role)}, NULL, false, SPI_OK_DELETE);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -496,22 +448,18 @@ bool
 set_protected(Oid relid, bool on, bool *was)
 {
 	OwnerContext oc;
-	bool		isnull;
+	const Attachment *a = attachment_of(relid);
 
-	if (SPI_execute_with_args("SELECT protected FROM " PG_SCHEMA ".attachments "
-							  "WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
-							  1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(relid)}, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read patron_group.attachments");
-	if (SPI_processed == 0)
+	if (a == NULL)
 		return false;
-	*was = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	*was = a->protected;
 	become_extension_owner(&oc);
-	if (SPI_execute_with_args("UPDATE " PG_SCHEMA ".attachments SET protected = $2 "
-							  "WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
-							  2, (Oid[]) {OIDOID, BOOLOID},
-							  (Datum[]) {ObjectIdGetDatum(relid), BoolGetDatum(on)}, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not update patron_group.attachments");
+	run_sql("UPDATE " PG_SCHEMA ".attachments SET protected = $2 "
+			"WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
+			2, (Oid[]) {OIDOID, BOOLOID}, (Datum[]) {ObjectIdGetDatum(relid), BoolGetDatum(on)},
+			NULL, false, SPI_OK_UPDATE);
 	restore_user(&oc);
+	mapping_changed();
 	return true;
 }
 

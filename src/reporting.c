@@ -14,8 +14,6 @@
 
 PG_FUNCTION_INFO_V1(pg_patron_details);
 
-static TextPlan details_plan;
-
 /*
  * patron_details(patron_id): the patron's barcode and display name as the
  * attached tables give them, and the open loans that are overdue now (not
@@ -29,8 +27,7 @@ pg_patron_details(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	Datum		result[3] = {0, 0, 0};
 	bool		nulls[3] = {true, true, true};
-	PatronMap  *map;
-	char	   *sql;
+	const Mapping *m;
 	Oid			types[1] = {INT8OID};
 	Datum		args[1];
 
@@ -42,17 +39,10 @@ pg_patron_details(PG_FUNCTION_ARGS)
 	args[0] = PG_GETARG_DATUM(0);
 
 	SPI_connect();
-	map = load_patron_map(true);
-	if (map != NULL)
+	m = get_mapping();
+	if (m->patrons != NULL)
 	{
-		sql = psprintf("SELECT x.b, x.n, (%s)::pg_catalog.int8 FROM (SELECT 1) o LEFT JOIN "
-					   "(SELECT %s AS b, p.display_name AS n FROM %s p "
-					   "WHERE p.patron_id OPERATOR(pg_catalog.=) $1) x ON true",
-					   overdue_sql(load_totals_sources(InvalidOid), "$1"),
-					   barcode_sql(map, "p"), map->mapping);
-		if (SPI_execute_plan(kept_plan_for_text(&details_plan, sql, 1, types),
-							 args, NULL, true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not read the patron's details");
+		run_sql(patron_details_sql(m), 1, types, args, NULL, true, SPI_OK_SELECT);
 		if (SPI_processed == 1)
 			for (int c = 0; c < 3; c++)
 			{

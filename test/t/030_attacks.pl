@@ -769,6 +769,20 @@ my @operations = (
 		covers => ['attachments_restore()'],
 	},
 	{
+		name => 'alter_attachment of a condition and of a via mapping, and a direct write to attachments',
+		who => 'dba',
+		sql => "SELECT patron_group.alter_attachment('ils.ill_loan', open_when => 'returned IS NULL AND true');\n"
+		  . "SELECT patron_group.alter_attachment('ils.bill', via => 'ils.xact', via_id_column => 'id', "
+		  . "via_patron_column => 'patron', counts_when => 'NOT voided');\n"
+		  . "UPDATE patron_group.attachments SET attached_by = attached_by WHERE false;\n"
+		  . "UPDATE patron_group.attachments SET condition = 'true' WHERE relid = 'ils.loan'::regclass;",
+		covers => [
+			'alter_attachment(regclass,name,name,name[],name[],text,name,text,text,name,text,regclass,name,name)',
+			'attachments_changed()', 'attachments_old_columns()'
+		],
+		if_exists => 'patron_group.alter_attachment(',
+	},
+	{
 		name => 'rotate_token_secret',
 		who => 'dba',
 		sql => "SELECT patron_group.rotate_token_secret();",

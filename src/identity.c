@@ -1,32 +1,22 @@
 /*
- * access.c
- *		Lead access with consent, enforced by row-level security.
+ * identity.c
+ *		Which patron a patron-facing session acts for.
  *
- * Identity.  A patron-facing application connects with a role the DBA
- * registered (register_patron_facing).  In such a session the patron it acts
- * for is asserted per transaction, by act_as() (for a trusted role the DBA
- * grants it to) or by act_as_token() with a signed, expiring token.  The
+ * A patron-facing application connects with a role the DBA registered
+ * (register_patron_facing, policies.c).  In such a session the patron it
+ * acts for is asserted per transaction, by act_as() (for a trusted role the
+ * DBA grants it to) or by act_as_token() with a signed, expiring token.  The
  * asserted patron lives in backend memory and is forgotten when the
  * transaction ends, so a pooled connection never carries one patron into the
- * next transaction, and no SET, set_config() or RESET can touch it: it is not
- * a setting.
+ * next transaction; a subtransaction rolled back takes back what it asserted;
+ * and no SET, set_config() or RESET can touch it: it is not a setting.
  *
  * Tokens are "pg1.<patron>.<expires, Unix seconds>.<HMAC-SHA256 in hex>",
  * the HMAC taken over everything before the last dot with a 32-byte secret
  * that only the extension owner can read.  A token names its patron inside
  * the signed part, so it cannot be replayed for another patron; comparison is
- * constant time.
- *
- * Visibility.  protect(table) enables row-level security with a permissive
- * policy open to everyone (the ILS keeps working) and, for the registered
- * patron-facing roles only, restrictive policies: reads are narrowed to
- * patron = ANY ((SELECT visible_patrons(kind))::int8[]), computed once per
- * query as an InitPlan so the patron column's index is used, and writes are
- * refused.  With no asserted patron the set is empty: fail closed.
- *
- * Consent is the member's, per kind (circulations, bills), with an optional
- * expiry, checked when read.  Staff set it on a member's behalf; in a
- * patron-facing session only the member themselves may, never a lead.
+ * constant time.  A token written into the text of the query is refused,
+ * since other sessions of the role can read that text.
  */
 #include "postgres.h"
 
@@ -58,8 +48,6 @@ PG_FUNCTION_INFO_V1(pg_act_as_token);
 PG_FUNCTION_INFO_V1(pg_issue_token);
 PG_FUNCTION_INFO_V1(pg_rotate_token_secret);
 PG_FUNCTION_INFO_V1(pg_current_patron);
-PG_FUNCTION_INFO_V1(pg_visible_patrons);
-PG_FUNCTION_INFO_V1(pg_set_consent);
 
 #define TOKEN_PREFIX "pg1"
 #define SECRET_BYTES 32
@@ -88,7 +76,7 @@ static int	maxsaved = 0;
 
 /* Forget the asserted patron: called when a transaction ends. */
 void
-access_reset(void)
+identity_reset(void)
 {
 	acting = false;
 	acting_patron = 0;
@@ -102,7 +90,7 @@ access_reset(void)
  * already saved an older value.
  */
 void
-access_subxact_end(bool commit, SubTransactionId mySubid, SubTransactionId parentSubid)
+identity_subxact_end(bool commit, SubTransactionId mySubid, SubTransactionId parentSubid)
 {
 	if (nsaved == 0 || saved[nsaved - 1].subid != mySubid)
 		return;
@@ -179,9 +167,8 @@ session_is_patron_facing(void)
 		return false;
 
 	become_extension_owner(&oc);
-	if (SPI_execute("SELECT role_name::pg_catalog.oid FROM " PG_SCHEMA ".patron_facing_roles",
-					true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read patron_group.patron_facing_roles");
+	run_sql("SELECT role_name::pg_catalog.oid FROM " PG_SCHEMA ".patron_facing_roles",
+			0, NULL, NULL, NULL, true, SPI_OK_SELECT);
 	restore_user(&oc);
 	for (uint64 r = 0; r < SPI_processed && !result; r++)
 	{
@@ -211,9 +198,8 @@ require_account(int64 patron)
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(patron)};
 
-	if (SPI_execute_with_args("SELECT FROM " PG_SCHEMA ".accounts WHERE patron_id OPERATOR(pg_catalog.=) $1",
-							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read patron_group.accounts");
+	run_sql("SELECT FROM " PG_SCHEMA ".accounts WHERE patron_id OPERATOR(pg_catalog.=) $1",
+			1, types, values, NULL, true, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
@@ -255,9 +241,8 @@ token_secret(bool create)
 	/* only when there is none yet: a standby or a read-only transaction can sign with it */
 	if (create)
 	{
-		if (SPI_execute("SELECT FROM " PG_SCHEMA ".token_secret WHERE id OPERATOR(pg_catalog.=) 1",
-						true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not read the token secret");
+		run_sql("SELECT FROM " PG_SCHEMA ".token_secret WHERE id OPERATOR(pg_catalog.=) 1",
+				0, NULL, NULL, NULL, true, SPI_OK_SELECT);
 		create = (SPI_processed == 0);
 	}
 	if (create)
@@ -274,13 +259,12 @@ token_secret(bool create)
 		SET_VARSIZE(b, VARHDRSZ + SECRET_BYTES);
 		memcpy(VARDATA(b), bytes, SECRET_BYTES);
 		values[0] = PointerGetDatum(b);
-		if (SPI_execute_with_args("INSERT INTO " PG_SCHEMA ".token_secret (id, secret) VALUES (1, $1) "
-								  "ON CONFLICT (id) DO NOTHING", 1, types, values, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not store the token secret");
+		run_sql("INSERT INTO " PG_SCHEMA ".token_secret (id, secret) VALUES (1, $1) "
+				"ON CONFLICT (id) DO NOTHING",
+				1, types, values, NULL, false, SPI_OK_INSERT);
 	}
-	if (SPI_execute("SELECT secret FROM " PG_SCHEMA ".token_secret WHERE id OPERATOR(pg_catalog.=) 1",
-					false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the token secret");
+	run_sql("SELECT secret FROM " PG_SCHEMA ".token_secret WHERE id OPERATOR(pg_catalog.=) 1",
+			0, NULL, NULL, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 1)
 	{
 		bool		isnull;
@@ -461,8 +445,7 @@ pg_rotate_token_secret(PG_FUNCTION_ARGS)
 
 	become_extension_owner(&oc);
 	SPI_connect();
-	if (SPI_execute("DELETE FROM " PG_SCHEMA ".token_secret", false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not remove the token secret");
+	run_sql("DELETE FROM " PG_SCHEMA ".token_secret", 0, NULL, NULL, NULL, false, SPI_OK_DELETE);
 	SPI_finish();
 	restore_user(&oc);
 	(void) token_secret(true);
@@ -476,148 +459,6 @@ pg_current_patron(PG_FUNCTION_ARGS)
 	if (!acting)
 		PG_RETURN_NULL();
 	PG_RETURN_INT64(acting_patron);
-}
-
-/* The SQL condition on member m for a kind of row a lead may see. */
-static const char *
-consent_condition(const char *kind)
-{
-	/* a lead sees members' names through group_members(), never their rows */
-	if (strcmp(kind, "patrons") == 0 || strcmp(kind, "cards") == 0)
-		return "false";
-	if (strcmp(kind, "circulations") == 0)
-		return CONSENT_IN_FORCE("m", "circulations");
-	if (strcmp(kind, "bills") == 0)
-		return CONSENT_IN_FORCE("m", "bills");
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("kind must be patrons, cards, circulations or bills, not \"%s\"", kind)));
-	return NULL;				/* keep compiler quiet */
-}
-
-/*
- * visible_patrons(kind): the acting patron, plus, while they are a lead, the
- * members of their group whose consent covers this kind.  Empty when no
- * patron is asserted.
- */
-Datum
-pg_visible_patrons(PG_FUNCTION_ARGS)
-{
-	char	   *kind;
-	const char *cond;
-	Datum	   *ids;
-	int			n = 0;
-
-	require_arg(fcinfo, 0, "kind");
-	kind = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	cond = consent_condition(kind);
-	if (!acting)
-		PG_RETURN_ARRAYTYPE_P(construct_empty_array(INT8OID));
-
-	{
-		static const char *const kinds[] = {"patrons", "cards", "circulations", "bills"};
-		static SPIPlanPtr plans[lengthof(kinds)];
-		OwnerContext oc;
-		Oid			types[1] = {INT8OID};
-		Datum		values[1] = {Int64GetDatum(acting_patron)};
-		MemoryContext outer = CurrentMemoryContext;
-		size_t		k = 0;
-
-		while (strcmp(kinds[k], kind) != 0)
-			k++;
-		become_extension_owner(&oc);
-		SPI_connect();
-		kept_plan(&plans[k],
-				  psprintf("SELECT m.patron_id FROM " PG_SCHEMA ".accounts me "
-						   "JOIN " PG_SCHEMA ".accounts m ON m.group_id OPERATOR(pg_catalog.=) me.group_id "
-						   "WHERE me.patron_id OPERATOR(pg_catalog.=) $1 AND me.is_lead "
-						   "AND m.patron_id OPERATOR(pg_catalog.<>) $1 AND %s", cond),
-				  1, types);
-		if (SPI_execute_plan(plans[k], values, NULL, true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not read patron_group.accounts");
-		ids = MemoryContextAlloc(outer, sizeof(Datum) * (SPI_processed + 1));
-		ids[n++] = Int64GetDatum(acting_patron);
-		for (uint64 r = 0; r < SPI_processed; r++)
-		{
-			bool		isnull;
-
-			ids[n++] = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull);
-		}
-		SPI_finish();
-		restore_user(&oc);
-	}
-	PG_RETURN_ARRAYTYPE_P(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-}
-
-/* set_consent(bigint, text, boolean, timestamptz, text). */
-Datum
-pg_set_consent(PG_FUNCTION_ARGS)
-{
-	int64		patron;
-	char	   *kind;
-	bool		granted;
-	OwnerContext oc;
-	Oid			types[3] = {INT8OID, BOOLOID, TIMESTAMPTZOID};
-	Datum		values[3];
-	char		nulls[3] = "   ";
-	bool		isnull;
-
-	require_arg(fcinfo, 0, "patron_id");
-	require_arg(fcinfo, 1, "kind");
-	require_arg(fcinfo, 2, "granted");
-	patron = PG_GETARG_INT64(0);
-	kind = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	granted = PG_GETARG_BOOL(2);
-	if (strcmp(kind, "circulations") != 0 && strcmp(kind, "bills") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("kind must be circulations or bills, not \"%s\"", kind)));
-	if (granted && !PG_ARGISNULL(3) && PG_GETARG_TIMESTAMPTZ(3) <= GetCurrentTransactionStartTimestamp())
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("consent must last until a time in the future")));
-
-	SPI_connect();
-	if (session_is_patron_facing() && (!acting || acting_patron != patron))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("a patron may set only their own consent"),
-				 errdetail("Consent is the member's: staff may set it on their behalf, a lead never can.")));
-
-	values[0] = Int64GetDatum(patron);
-	values[1] = BoolGetDatum(granted);
-	if (granted && !PG_ARGISNULL(3))
-		values[2] = PG_GETARG_DATUM(3);
-	else
-		nulls[2] = 'n';
-
-	become_extension_owner(&oc);
-	if (SPI_execute_with_args("SELECT group_id FROM " PG_SCHEMA ".accounts "
-							  "WHERE patron_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-							  1, types, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not lock the account");
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("patron " INT64_FORMAT " does not exist", patron)));
-	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (isnull && granted)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("patron " INT64_FORMAT " is not in a group", patron),
-				 errdetail("Consent is given to the leads of one's group.")));
-
-	history_context_set(NULL, PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4)));
-	if (SPI_execute_with_args(psprintf("UPDATE " PG_SCHEMA ".accounts SET share_%s = $2, share_%s_until = $3 "
-									   "WHERE patron_id OPERATOR(pg_catalog.=) $1 "
-									   "AND (share_%s, share_%s_until) IS DISTINCT FROM ($2, $3)",
-									   kind, kind, kind, kind),
-							  3, types, values, nulls, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not update consent");
-	history_context_clear();
-	restore_user(&oc);
-	SPI_finish();
-	PG_RETURN_VOID();
 }
 
 /*

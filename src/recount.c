@@ -1,8 +1,9 @@
 /*
- * verify.c
- *		verify() recomputes every total from the attached tables and returns
- *		what differs; rebuild() repairs, safely while the library keeps
- *		working.
+ * recount.c
+ *		Counting the totals afresh from the attached tables: verify() (what
+ *		differs), rebuild() (repair), and the recounts the extension makes
+ *		itself (after a TRUNCATE, for a new patron, for a patron whose id
+ *		changed).
  *
  * rebuild() locks the account rows it repairs (patron_id order) before it
  * reads the attached tables, and the groups (group_id order) before it sums
@@ -15,16 +16,28 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 #include "patron_group.h"
 
 PG_FUNCTION_INFO_V1(pg_verify);
 PG_FUNCTION_INFO_V1(pg_rebuild);
+
+/*
+ * Patrons whose totals are to be counted afresh just before the
+ * transaction commits (see recount_at_commit()); in TopTransactionContext.
+ */
+static int64 *recount_ids = NULL;
+static int	recount_n = 0;
+static int	recount_max = 0;
 
 /*
  * Recompute the totals of the given patrons (NULL: all) and of their groups.
@@ -34,52 +47,78 @@ PG_FUNCTION_INFO_V1(pg_rebuild);
 uint64
 rebuild_totals(ArrayType *patron_ids)
 {
-	List	   *sources = load_totals_sources(InvalidOid);
-	Oid			types[1] = {INT8ARRAYOID};
-	Datum		values[1] = {PointerGetDatum(patron_ids)};
-	const char *where = patron_ids ? "WHERE patron_id OPERATOR(pg_catalog.=) ANY ($1)" : "";
-	int			nargs = patron_ids ? 1 : 0;
-	uint64		fixed;
+	if (patron_ids == NULL)
+		lock_everyone();
+	else
+	{
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
+		int64	   *ids;
 
-	if (SPI_execute_with_args(psprintf("SELECT NULL FROM " PG_SCHEMA ".accounts %s "
-									   "ORDER BY patron_id FOR UPDATE", where),
-							  nargs, types, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not lock accounts");
-	if (SPI_execute_with_args(psprintf("UPDATE " PG_SCHEMA ".accounts a SET "
-									   "items_out = x.o, items_lost = x.l, amount_billed = x.b, amount_paid = x.y "
-									   "FROM (SELECT a2.patron_id, COALESCE(e.o, 0) AS o, COALESCE(e.l, 0) AS l, "
-									   "COALESCE(e.b, 0) AS b, COALESCE(e.y, 0) AS y "
-									   "FROM " PG_SCHEMA ".accounts a2 LEFT JOIN (%s) e ON e.p OPERATOR(pg_catalog.=) a2.patron_id %s) x "
-									   "WHERE a.patron_id OPERATOR(pg_catalog.=) x.patron_id "
-									   "AND (a.items_out, a.items_lost, a.amount_billed, a.amount_paid) "
-									   "IS DISTINCT FROM (x.o, x.l, x.b, x.y)",
-									   expected_totals_sql(sources, patron_ids != NULL),
-									   patron_ids ? "WHERE a2.patron_id OPERATOR(pg_catalog.=) ANY ($1)" : ""),
-							  nargs, types, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not rebuild account totals");
-	fixed = SPI_processed;
+		deconstruct_array(patron_ids, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, &n);
+		ids = palloc(sizeof(int64) * Max(n, 1));
+		for (int i = 0; i < n; i++)
+			ids[i] = nulls[i] ? 0 : DatumGetInt64(elems[i]);
+		lock_groups_of_accounts(ids, n);
+	}
+	return write_recount(expected_totals_sql(get_mapping()->totals, patron_ids != NULL), patron_ids);
+}
 
-	/* the groups of those patrons: lock in order, then sum their members */
-	if (SPI_execute_with_args(psprintf("SELECT NULL FROM " PG_SCHEMA ".groups "
-									   "WHERE group_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT group_id FROM "
-									   PG_SCHEMA ".accounts %s)) ORDER BY group_id FOR UPDATE", where),
-							  nargs, types, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not lock groups");
-	if (SPI_execute_with_args(psprintf("UPDATE " PG_SCHEMA ".groups g SET "
-									   "member_count = s.n, lead_count = s.leads, items_out = s.o, items_lost = s.l, "
-									   "amount_billed = s.b, amount_paid = s.y "
-									   "FROM (SELECT group_id, pg_catalog.count(*)::int4 AS n, "
-									   "pg_catalog.count(*) FILTER (WHERE is_lead)::int4 AS leads, "
-									   "pg_catalog.sum(items_out)::int8 AS o, pg_catalog.sum(items_lost)::int8 AS l, "
-									   "pg_catalog.sum(amount_billed) AS b, pg_catalog.sum(amount_paid) AS y "
-									   "FROM " PG_SCHEMA ".accounts WHERE group_id OPERATOR(pg_catalog.=) ANY "
-									   "(ARRAY(SELECT group_id FROM " PG_SCHEMA ".accounts %s)) GROUP BY group_id) s "
-									   "WHERE g.group_id OPERATOR(pg_catalog.=) s.group_id "
-									   "AND (g.member_count, g.lead_count, g.items_out, g.items_lost, g.amount_billed, g.amount_paid) "
-									   "IS DISTINCT FROM (s.n, s.leads, s.o, s.l, s.b, s.y)", where),
-							  nargs, types, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not rebuild group totals");
-	return fixed + SPI_processed;
+/*
+ * Count a patron's totals afresh just before the transaction commits.  For
+ * a patron whose id changed: the rows naming the patron may follow the new
+ * id through ON UPDATE CASCADE, and the totals triggers of that cascade
+ * fire only at the end of the statement, after the patron table's own
+ * triggers; counting earlier would count those rows twice.  A patron named
+ * in a subtransaction that is rolled back is counted anyway, which is
+ * harmless: a fresh count is always right.
+ */
+void
+recount_at_commit(int64 patron)
+{
+	if (recount_n == recount_max)
+	{
+		int			newmax = recount_max ? recount_max * 2 : 16;
+
+		recount_ids = recount_ids ?
+			repalloc(recount_ids, sizeof(int64) * newmax) :
+			MemoryContextAlloc(TopTransactionContext, sizeof(int64) * newmax);
+		recount_max = newmax;
+	}
+	recount_ids[recount_n++] = patron;
+}
+
+/*
+ * Count the totals of the patrons recount_at_commit() named, now that every
+ * trigger of the transaction, deferred ones included, has fired.
+ */
+void
+recount_before_commit(void)
+{
+	OwnerContext oc;
+	Datum		ids;
+
+	if (recount_n == 0 || !OidIsValid(get_extension_oid("patron_group", true)))
+		return;
+	ids = int8_array(recount_ids, recount_n);
+	recount_n = 0;
+	/* no statement is running: give the queries a snapshot of their own */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	become_extension_owner(&oc);
+	(void) rebuild_totals(DatumGetArrayTypeP(ids));
+	restore_user(&oc);
+	SPI_finish();
+	PopActiveSnapshot();
+}
+
+/* The transaction ended: its list went with TopTransactionContext. */
+void
+recount_reset(void)
+{
+	recount_ids = NULL;
+	recount_n = recount_max = 0;
 }
 
 /* rebuild(patron_ids bigint[] DEFAULT NULL): repair totals; returns rows fixed. */
@@ -91,7 +130,7 @@ pg_rebuild(PG_FUNCTION_ARGS)
 
 	become_extension_owner(&oc);
 	SPI_connect();
-	(void) load_patron_map(false);
+	(void) mapping_patrons(false);
 	fixed = rebuild_totals(PG_ARGISNULL(0) ? NULL : PG_GETARG_ARRAYTYPE_P(0));
 	SPI_finish();
 	restore_user(&oc);
@@ -109,7 +148,7 @@ pg_verify(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	become_extension_owner(&oc);
 	SPI_connect();
-	(void) load_patron_map(false);
+	(void) mapping_patrons(false);
 	sql = psprintf("WITH e AS (%s), "
 				   "a AS (SELECT a.*, COALESCE(e.o, 0) AS eo, COALESCE(e.l, 0) AS el, "
 				   "COALESCE(e.b, 0) AS eb, COALESCE(e.y, 0) AS ey "
@@ -132,9 +171,8 @@ pg_verify(PG_FUNCTION_ARGS)
 				   "('amount_paid', g.amount_paid, COALESCE(s.y, 0))) v(item, recorded, actual) "
 				   "WHERE v.recorded IS DISTINCT FROM v.actual "
 				   "ORDER BY 1 DESC, 2, 3",
-				   expected_totals_sql(load_totals_sources(InvalidOid), false));
-	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "verify failed");
+				   expected_totals_sql(get_mapping()->totals, false));
+	run_sql(sql, 0, NULL, NULL, NULL, true, SPI_OK_SELECT);
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		Datum		row[5];
