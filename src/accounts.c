@@ -87,6 +87,7 @@ pg_patrons_trigger(PG_FUNCTION_ARGS)
 	ev = td->tg_event;
 	id = quote_identifier(td->tg_trigger->tgargs[0]);
 
+	refuse_if_replicated();
 	SPI_connect();
 	SPI_register_trigger_data(td);
 	become_extension_owner(&oc);

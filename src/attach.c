@@ -1034,6 +1034,7 @@ pg_detach(PG_FUNCTION_ARGS)
 	require_arg(fcinfo, 0, "attached_table");
 	relid = PG_GETARG_OID(0);
 	values[0] = ObjectIdGetDatum(relid);
+	refuse_if_replicated();
 	SPI_connect();
 	a = attachment_of(relid);
 	if (a == NULL)

@@ -127,6 +127,8 @@ pg_set_consent(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("consent must last until a time in the future")));
+
+	refuse_if_replicated();
 	SPI_connect();
 	if (session_is_patron_facing() && (!acting_for(&acting_patron) || acting_patron != patron))
 		ereport(ERROR,

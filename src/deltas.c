@@ -329,6 +329,7 @@ apply_deltas(PatronDelta **deltas, int n)
 
 	if (n == 0)
 		return;
+	refuse_if_replicated();
 	if (n == 1)
 	{
 		args[0] = Int64GetDatum(deltas[0]->patron);

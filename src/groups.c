@@ -111,6 +111,7 @@ move_patrons(int64 *movers, int n, int64 target, const char *reason)
 	ids[m] = target;
 
 	become_extension_owner(&oc);
+	refuse_if_replicated();
 	SPI_connect();
 	(void) mapping_patrons(false);
 	(void) lock_accounts(ids, m + 1, groups);
@@ -207,6 +208,7 @@ pg_remove_from_group(PG_FUNCTION_ARGS)
 	values[0] = Int64GetDatum(patron);
 
 	become_extension_owner(&oc);
+	refuse_if_replicated();
 	SPI_connect();
 	(void) mapping_patrons(false);
 	(void) lock_member(patron);
@@ -238,6 +240,7 @@ pg_set_lead(PG_FUNCTION_ARGS)
 	values[1] = PG_GETARG_DATUM(1);
 
 	become_extension_owner(&oc);
+	refuse_if_replicated();
 	SPI_connect();
 	(void) mapping_patrons(false);
 	(void) lock_member(patron);
@@ -274,6 +277,7 @@ pg_set_group_label(PG_FUNCTION_ARGS)
 	reason = reason_arg(fcinfo, 2);
 
 	become_extension_owner(&oc);
+	refuse_if_replicated();
 	SPI_connect();
 	spi_run("UPDATE " PG_SCHEMA ".groups SET label = $2 "
 			"WHERE group_id OPERATOR(pg_catalog.=) $1",
@@ -340,6 +344,7 @@ pg_clone_patron(PG_FUNCTION_ARGS)
 				 errhint("For example: '{\"given_name\": \"Ana\", \"barcode\": \"29000000000999\"}'")));
 
 	become_extension_owner(&oc);
+	refuse_if_replicated();
 	SPI_connect();
 	m = get_mapping();
 	map = mapping_patrons(false);

@@ -83,6 +83,8 @@ insert_history(const char *action, bool patron_null, int64 patron, bool from_nul
 	Datum		values[8];
 	char		nulls[8] = "        ";
 	const char *app_user = history_app_user();
+
+	refuse_if_replicated();	/* also for a trigger fired by a write made here */
 	values[0] = DirectFunctionCall1(namein,
 									CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false)));
 	if (app_user)

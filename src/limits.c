@@ -189,6 +189,8 @@ pg_set_limits(PG_FUNCTION_ARGS)
 	if (!has_group)
 		nulls[0] = 'n';
 	values[5] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetSessionUserId(), false)));
+
+	refuse_if_replicated();
 	SPI_connect();
 	become_extension_owner(&oc);
 	if (has_group)
@@ -238,6 +240,8 @@ pg_clear_limits(PG_FUNCTION_ARGS)
 	Datum		values[1] = {PG_ARGISNULL(0) ? (Datum) 0 : PG_GETARG_DATUM(0)};
 	char		nulls[1] = {PG_ARGISNULL(0) ? 'n' : ' '};
 	bool		removed;
+
+	refuse_if_replicated();
 	SPI_connect();
 	become_extension_owner(&oc);
 	run_sql("DELETE FROM " PG_SCHEMA ".limits l WHERE l.group_id IS NOT DISTINCT FROM $1 "

@@ -10,7 +10,9 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/indexing.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
+#include "catalog/pg_subscription_rel.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
@@ -25,6 +27,8 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/inval.h"
+#include "utils/syscache.h"
 
 #include "patron_group.h"
 
@@ -107,6 +111,69 @@ become_extension_owner(OwnerContext *ctx)
 							 true, 0, false);
 	SetUserIdAndSecContext(owner,
 						   ctx->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+/* Does a subscription of this database write the relation? */
+static bool
+is_subscribed(Oid relid)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	bool		found;
+
+	if (!OidIsValid(relid))
+		return false;
+	rel = table_open(SubscriptionRelRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_subscription_rel_srrelid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(relid));
+	scan = systable_beginscan(rel, SubscriptionRelSrrelidSrsubidIndexId, true, NULL, 1, &key);
+	found = HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/* Forget whether this database subscribes to patron_group's tables. */
+static int	replicated = -1;		/* unknown */
+
+static void
+subscription_changed(Datum arg, int cacheid, uint32 hashvalue)
+{
+	replicated = -1;
+}
+
+/*
+ * Refuse to write patron_group's tables in a database that receives them by
+ * logical replication (a reporting subscriber): groups, consent, limits and
+ * totals change on the publisher, and a change here would diverge, or take
+ * numbers the publisher has used and stop the replication.  The apply
+ * worker's own writes fire none of the extension's triggers.  Known until
+ * pg_subscription_rel changes, so the totals path pays one comparison.
+ */
+void
+refuse_if_replicated(void)
+{
+	static bool callback = false;
+
+	if (!callback)
+	{
+		CacheRegisterSyscacheCallback(SUBSCRIPTIONRELMAP, subscription_changed, (Datum) 0);
+		callback = true;
+	}
+	if (replicated < 0)
+	{
+		Oid			nsp = get_namespace_oid(PG_SCHEMA, false);
+
+		replicated = is_subscribed(get_relname_relid("accounts", nsp)) ||
+			is_subscribed(get_relname_relid("history", nsp));
+	}
+	if (replicated)
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("patron_group's tables are replicated into this database: it is read-only for patron_group"),
+				 errdetail("Groups, consent, limits and totals change where they are published."),
+				 errhint("Make the change on the publisher; it reaches this database with the replication.")));
 }
 
 /* Return to the user and search_path saved by become_extension_owner(). */

@@ -36,6 +36,7 @@ extern Oid	extension_owner(void);
 extern void become_extension_owner(OwnerContext *ctx);
 extern void restore_user(OwnerContext *ctx);
 extern void require_arg(FunctionCallInfo fcinfo, int argno, const char *what);
+extern void refuse_if_replicated(void);
 extern void spi_exec(const char *sql);
 extern SPIPlanPtr kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes);
 
