@@ -271,6 +271,17 @@ get_mapping(void)
 	return cached;
 }
 
+/*
+ * The generation of the kept mapping, or 0 when it is to be read again:
+ * what the totals path compares with what it compiled, without the cost of
+ * get_mapping()'s checks.
+ */
+uint64
+mapping_generation(void)
+{
+	return cached_valid && cached != NULL ? cached->generation : 0;
+}
+
 /* The patron table's attachment; NULL when none is attached and missing_ok. */
 const Attachment *
 mapping_patrons(bool missing_ok)

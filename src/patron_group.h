@@ -142,6 +142,7 @@ typedef struct MappingSpec
 #define MAPPING_VALUES 5
 
 extern const Mapping *get_mapping(void);
+extern uint64 mapping_generation(void);
 extern const Attachment *mapping_patrons(bool missing_ok);
 extern const Attachment *attachment_of(Oid relid);
 extern List *totals_via(Oid via_relid);

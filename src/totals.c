@@ -123,19 +123,15 @@ plans_for(Oid relid)
 	 * The attachments changed since this was compiled (alter_attachment(),
 	 * detach(), the owner's own write): still the same view?
 	 */
-	if (found && entry->valid && entry->compiled)
+	if (found && entry->valid && entry->compiled && entry->generation != mapping_generation())
 	{
 		const Mapping *m = get_mapping();
+		const Attachment *a = attachment_of(relid);
 
-		if (entry->generation != m->generation)
-		{
-			const Attachment *a = attachment_of(relid);
-
-			if (a == NULL || a->dropped || a->mapping != entry->mapping || a->via_relid != entry->via_relid)
-				entry->valid = false;
-			else
-				entry->generation = m->generation;
-		}
+		if (a == NULL || a->dropped || a->mapping != entry->mapping || a->via_relid != entry->via_relid)
+			entry->valid = false;
+		else
+			entry->generation = m->generation;
 	}
 	if (!found || !entry->valid)
 	{
