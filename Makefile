@@ -16,15 +16,15 @@ OBJS = src/patron_group.o src/history.o src/mapping.o src/sqlgen.o \
        src/locks.o src/deltas.o src/totals.o src/recount.o \
        src/accounts.o src/groups.o src/members.o \
        src/identity.o src/consent.o src/policies.o src/guard.o \
-       src/limits.o src/payments.o src/attach.o \
+       src/triggers.o src/limits.o src/payments.o src/attach.o \
        src/reporting.o src/barcode_core.o src/barcode.o src/init.o
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
 REGRESS = setup attach barcode groups clone errors privileges totals totals_koha security \
-          reporting hostile limits alter
+          reporting hostile limits alter trees
 REGRESS_OPTS = --inputdir=test --encoding=UTF8
 ISOLATION = move_concurrent lead_access totals_concurrent totals_merge \
-            isolation_levels limits_concurrent alter_attachment
+            isolation_levels limits_concurrent alter_attachment trees_merge
 ISOLATION_OPTS = --inputdir=test --encoding=UTF8
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl

@@ -25,6 +25,35 @@ UPDATE @extschema@.attachments
    SET mapping = @extschema@.make_mapping_view(relid, condition, lost_condition);
 DROP FUNCTION @extschema@.make_mapping_view(regclass, text, text);
 
+-- ===========================================================================
+-- Trees: attaching a table covers its children and partitions, and the
+-- tables above it; one C function says which triggers each table needs.
+-- ===========================================================================
+
+CREATE FUNCTION @extschema@.expected_triggers(
+    OUT attached_table regclass, OUT on_table regclass, OUT trigger_name name, OUT ord integer)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pg_expected_triggers'
+LANGUAGE C STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.expected_triggers() IS
+'Every trigger the attachments need: on each table of an attached table''s tree, of a transaction table''s tree, and on the tables above them';
+
+CREATE FUNCTION @extschema@.within_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'pg_within_trigger'
+LANGUAGE C;
+COMMENT ON FUNCTION @extschema@.within_trigger() IS
+'On a table above an attached tree: recounts the patrons named by the rows a statement on it changed';
+REVOKE ALL ON FUNCTION @extschema@.expected_triggers(), @extschema@.within_trigger() FROM PUBLIC;
+
+-- enforce_limits() covers the table's tree
+CREATE OR REPLACE FUNCTION @extschema@.enforce_limits(circulation_table regclass, enabled boolean)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_enforce_limits'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+
 -- The status view showed the conditions' text; it now shows the mapping view
 -- and its definition.  The rest is as in 1.1, and every child table and
 -- partition of a protected table, and the transaction tables behind
@@ -43,17 +72,6 @@ WITH RECURSIVE t AS (
                'mapping_view', a.mapping::text,
                'mapping_definition', CASE WHEN pg_catalog.to_regclass(a.mapping::text) IS NOT NULL
                                           THEN pg_catalog.pg_get_viewdef(a.mapping) END)) AS mapping,
-           CASE a.kind
-               WHEN 'patrons' THEN ARRAY['patron_group_insert', 'patron_group_delete',
-                                         'patron_group_update', 'patron_group_truncate']
-               WHEN 'cards' THEN ARRAY[]::text[]
-               ELSE ARRAY['patron_group_totals_insert', 'patron_group_totals_update',
-                          'patron_group_totals_delete', 'patron_group_totals_truncate']
-           END AS expected_triggers,
-           CASE WHEN a.via_relid IS NOT NULL
-               THEN ARRAY['patron_group_via_delete', 'patron_group_via_update',
-                          'patron_group_via_truncate']
-               ELSE ARRAY[]::text[] END AS expected_via_triggers,
            CASE WHEN a.protected
                THEN ARRAY['patron_group_everyone']
                     || CASE WHEN EXISTS (SELECT FROM @extschema@.patron_facing_roles)
@@ -65,6 +83,12 @@ WITH RECURSIVE t AS (
            a.mapping AS mapping_view,
            CASE WHEN a.kind IN ('circulations', 'money') THEN a.patron_column END AS indexed_column
       FROM @extschema@.attachments a
+),
+-- every trigger the attachments need, where, and which of them are there
+e AS (
+    SELECT x.*, tg.tgenabled
+      FROM @extschema@.expected_triggers() x
+      LEFT JOIN pg_catalog.pg_trigger tg ON tg.tgrelid = x.on_table AND tg.tgname = x.trigger_name
 ),
 -- what a protected attachment protects: its tree, and its transaction table's tree
 protects(root, member) AS (
@@ -78,16 +102,16 @@ protects(root, member) AS (
 ),
 s AS (
     SELECT t.*,
-           ARRAY(SELECT tg.tgname::text FROM pg_catalog.pg_trigger tg
-                  WHERE tg.tgrelid = t.relid AND tg.tgname::text = ANY (t.expected_triggers)
-                    AND tg.tgenabled <> 'D' ORDER BY 1) AS triggers,
-           ARRAY(SELECT tg.tgname::text FROM pg_catalog.pg_trigger tg
-                  WHERE tg.tgrelid IN (t.relid, t.via_relid)
-                    AND tg.tgname::text = ANY (t.expected_triggers || t.expected_via_triggers)
-                    AND tg.tgenabled = 'D') AS disabled_triggers,
-           ARRAY(SELECT tg.tgname::text FROM pg_catalog.pg_trigger tg
-                  WHERE tg.tgrelid = t.via_relid AND tg.tgname::text = ANY (t.expected_via_triggers)
-                    AND tg.tgenabled <> 'D' ORDER BY 1) AS via_triggers,
+           ARRAY(SELECT e.trigger_name::text FROM e
+                  WHERE e.attached_table = t.relid AND e.on_table = t.relid AND e.tgenabled <> 'D'
+                  ORDER BY 1) AS triggers,
+           ARRAY(SELECT e.trigger_name::text FROM e
+                  WHERE e.attached_table = t.relid AND e.on_table = t.via_relid AND e.tgenabled <> 'D'
+                  ORDER BY 1) AS via_triggers,
+           ARRAY(SELECT 'trigger ' || e.trigger_name || ' on ' || e.on_table::text
+                        || CASE WHEN e.tgenabled = 'D' THEN ' (disabled)' ELSE ' (dropped)' END
+                   FROM e WHERE e.attached_table = t.relid AND (e.tgenabled IS NULL OR e.tgenabled = 'D')
+                  ORDER BY e.on_table = t.relid DESC, e.on_table = t.via_relid DESC, e.ord) AS missing_triggers,
            ARRAY(SELECT p.polname::text FROM pg_catalog.pg_policy p
                   WHERE p.polrelid = t.relid AND p.polname::text LIKE 'patron\_group\_%' ORDER BY 1) AS policies,
            (SELECT c.relrowsecurity FROM pg_catalog.pg_class c WHERE c.oid = t.relid) AS row_security,
@@ -123,13 +147,7 @@ SELECT s.relid AS attached_table,
        ARRAY(SELECT 'mapping view of ' || s.relid::text
               WHERE pg_catalog.to_regclass(s.mapping_view::text) IS NULL
              UNION ALL
-             SELECT 'trigger ' || e || ' on ' || s.relid::text
-                    || CASE WHEN e = ANY (s.disabled_triggers) THEN ' (disabled)' ELSE ' (dropped)' END
-               FROM pg_catalog.unnest(s.expected_triggers) e WHERE e <> ALL (s.triggers)
-             UNION ALL
-             SELECT 'trigger ' || e || ' on ' || s.via_relid::text
-                    || CASE WHEN e = ANY (s.disabled_triggers) THEN ' (disabled)' ELSE ' (dropped)' END
-               FROM pg_catalog.unnest(s.expected_via_triggers) e WHERE e <> ALL (s.via_triggers)
+             SELECT m FROM pg_catalog.unnest(s.missing_triggers) WITH ORDINALITY AS x(m, n)
              UNION ALL
              SELECT 'policy ' || e || ' on ' || s.relid::text
                FROM pg_catalog.unnest(s.expected_policies) e WHERE e <> ALL (s.policies)
@@ -274,7 +292,7 @@ BEGIN
                                      pg_catalog.split_part(r.m, ' ', 4), pg_catalog.split_part(r.m, ' ', 2));
         ELSE
             check_name := 'missing trigger'; severity := 'error';
-            fix := pg_catalog.format('SELECT patron_group.detach(%L); then attach it again with the same mapping (see attachment_status.mapping): attaching recounts its totals', r.attached_table);
+            fix := pg_catalog.format('SELECT patron_group.alter_attachment(%L);  -- makes the triggers the table''s tree needs, and recounts', r.attached_table);
         END IF;
         RETURN NEXT;
     END LOOP;
@@ -428,6 +446,7 @@ BEGIN
             'patron_group.group_members(bigint)',
             'patron_group.set_consent(bigint, text, boolean, timestamptz, text)',
             'patron_group.patron_details(bigint)',
+            'patron_group.expected_triggers()',
             'patron_group.health()',
             'patron_group.checkout_allowed(bigint)',
             'patron_group.payment_plan(bigint, numeric, bigint)']::regprocedure[]
@@ -510,9 +529,12 @@ AS 'MODULE_PATHNAME', 'pg_ddl_watch'
 LANGUAGE C
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION @extschema@.ddl_watch() IS
-'Protects a table that CREATE TABLE or ALTER TABLE made a child or partition of a protected table';
+'When a table joins or leaves the tree of an attached table or of a transaction table: the triggers and protection follow, and the totals are recounted if rows came or went';
 CREATE EVENT TRIGGER patron_group_ddl_watch ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION @extschema@.ddl_watch();
+CREATE EVENT TRIGGER patron_group_drop_watch ON sql_drop
+    WHEN TAG IN ('DROP TABLE')
     EXECUTE FUNCTION @extschema@.ddl_watch();
 
 REVOKE ALL ON FUNCTION @extschema@.supervisor_privileges(regrole, boolean),

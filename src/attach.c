@@ -43,15 +43,6 @@ PG_FUNCTION_INFO_V1(pg_detach);
 PG_FUNCTION_INFO_V1(pg_make_mapping_view);
 PG_FUNCTION_INFO_V1(pg_attachments_restore);
 
-/* The names of the triggers attaching creates, per kind. */
-static const char *const patron_triggers[] = {"patron_group_insert", "patron_group_delete",
-"patron_group_update", "patron_group_truncate"};
-static const char *const totals_triggers[] = {"patron_group_totals_insert",
-	"patron_group_totals_update", "patron_group_totals_delete", "patron_group_totals_truncate",
-"patron_group_totals_insert_limits"};
-static const char *const via_triggers[] = {"patron_group_via_delete",
-"patron_group_via_update", "patron_group_via_truncate"};
-
 /* ---------------------------------------------------------------------------
  * Checks
  * ------------------------------------------------------------------------- */
@@ -386,94 +377,10 @@ warn_missing_index(Oid relid, const char *column, const char *why)
 				 errhint("CREATE INDEX ON %s (%s);", qualified_relname(relid), quote_identifier(column))));
 }
 
-/* Create the triggers of the patron table. */
-static void
-create_patron_triggers(const char *relname, const char *id_column)
-{
-	const char *qid = quote_identifier(id_column);
-	const char *arg = quote_literal_cstr(id_column);
-
-	spi_exec(psprintf("CREATE TRIGGER patron_group_insert AFTER INSERT ON %s "
-					  "REFERENCING NEW TABLE AS patron_group_new FOR EACH STATEMENT "
-					  "EXECUTE FUNCTION " PG_SCHEMA ".patrons_trigger(%s)", relname, arg));
-	spi_exec(psprintf("CREATE TRIGGER patron_group_delete AFTER DELETE ON %s "
-					  "REFERENCING OLD TABLE AS patron_group_old FOR EACH STATEMENT "
-					  "EXECUTE FUNCTION " PG_SCHEMA ".patrons_trigger(%s)", relname, arg));
-	spi_exec(psprintf("CREATE TRIGGER patron_group_update AFTER UPDATE OF %s ON %s "
-					  "FOR EACH ROW WHEN (OLD.%s IS DISTINCT FROM NEW.%s) "
-					  "EXECUTE FUNCTION " PG_SCHEMA ".patrons_trigger(%s)",
-					  qid, relname, qid, qid, arg));
-	spi_exec(psprintf("CREATE TRIGGER patron_group_truncate AFTER TRUNCATE ON %s "
-					  "FOR EACH STATEMENT EXECUTE FUNCTION " PG_SCHEMA ".patrons_trigger(%s)",
-					  relname, arg));
-}
-
-/* Create the totals triggers of a circulation or money table. */
-static void
-create_totals_triggers(const char *relname)
-{
-	spi_exec(psprintf("CREATE TRIGGER patron_group_totals_insert AFTER INSERT ON %s "
-					  "REFERENCING NEW TABLE AS patron_group_new FOR EACH STATEMENT "
-					  "EXECUTE FUNCTION " PG_SCHEMA ".totals_trigger()", relname));
-	spi_exec(psprintf("CREATE TRIGGER patron_group_totals_update AFTER UPDATE ON %s "
-					  "REFERENCING OLD TABLE AS patron_group_old NEW TABLE AS patron_group_new "
-					  "FOR EACH STATEMENT EXECUTE FUNCTION " PG_SCHEMA ".totals_trigger()", relname));
-	spi_exec(psprintf("CREATE TRIGGER patron_group_totals_delete AFTER DELETE ON %s "
-					  "REFERENCING OLD TABLE AS patron_group_old FOR EACH STATEMENT "
-					  "EXECUTE FUNCTION " PG_SCHEMA ".totals_trigger()", relname));
-	spi_exec(psprintf("CREATE TRIGGER patron_group_totals_truncate AFTER TRUNCATE ON %s "
-					  "FOR EACH STATEMENT EXECUTE FUNCTION " PG_SCHEMA ".totals_trigger()", relname));
-}
-
-/* Drop the named triggers that exist on a table. */
-static void
-drop_triggers(Oid relid, const char *const *names, int n)
-{
-	for (int i = 0; i < n; i++)
-		if (OidIsValid(get_trigger_oid(relid, names[i], true)))
-			spi_exec(psprintf("DROP TRIGGER %s ON %s", names[i], qualified_relname(relid)));
-}
-
-/* Create (anew) the triggers of a transaction table that money is resolved through. */
-static void
-create_via_triggers(Oid via)
-{
-	char	   *vname = qualified_relname(via);
-
-	drop_triggers(via, via_triggers, lengthof(via_triggers));
-	CommandCounterIncrement();
-	spi_exec(psprintf("CREATE TRIGGER %s BEFORE DELETE ON %s FOR EACH ROW "
-					  "EXECUTE FUNCTION " PG_SCHEMA ".via_trigger()", via_triggers[0], vname));
-	spi_exec(psprintf("CREATE TRIGGER %s AFTER UPDATE ON %s "
-					  "REFERENCING OLD TABLE AS patron_group_old NEW TABLE AS patron_group_new "
-					  "FOR EACH STATEMENT EXECUTE FUNCTION " PG_SCHEMA ".via_trigger()",
-					  via_triggers[1], vname));
-	spi_exec(psprintf("CREATE TRIGGER %s AFTER TRUNCATE ON %s FOR EACH STATEMENT "
-					  "EXECUTE FUNCTION " PG_SCHEMA ".via_trigger()", via_triggers[2], vname));
-}
-
 /*
- * Drop the transaction table's triggers unless money other than 'except'
- * still names that table.
+ * Keep writers of a table out while its attachment is made or changed: the
+ * table and every table of its tree (LOCK TABLE locks the children too).
  */
-static void
-release_via(Oid via, Oid except)
-{
-	ListCell   *lc;
-
-	if (!OidIsValid(via) || get_rel_name(via) == NULL)
-		return;
-	foreach(lc, get_mapping()->all)
-	{
-		Attachment *a = lfirst(lc);
-
-		if (a->via_relid == via && a->relid != except)
-			return;
-	}
-	drop_triggers(via, via_triggers, lengthof(via_triggers));
-}
-
-/* Keep writers of a table out while its attachment is made or changed. */
 static void
 lock_for_attach(Oid relid)
 {
@@ -638,7 +545,6 @@ pg_attach_patrons(PG_FUNCTION_ARGS)
 	lock_for_attach(relid);
 	if (barcode_column)
 		index = create_barcode_index(relid, barcode_column);
-	create_patron_triggers(relname, id_column);
 
 	m.kind = MAP_PATRONS;
 	m.relid = relid;
@@ -649,6 +555,7 @@ pg_attach_patrons(PG_FUNCTION_ARGS)
 	set_value(&extra, "barcode_index", TEXTOID,
 			  OidIsValid(index) ? CStringGetTextDatum(qualified_relname(index)) : 0, !OidIsValid(index));
 	record_attachment(&m, &extra);
+	sync_triggers();
 
 	become_extension_owner(&oc);
 	spi_exec(psprintf("INSERT INTO " PG_SCHEMA ".accounts (patron_id) "
@@ -733,8 +640,8 @@ pg_attach_circulations(PG_FUNCTION_ARGS)
 	lock_for_attach(relid);
 	warn_missing_index(relid, m.patron_column,
 					   "Overdue counts and member lists look up loans by patron.");
-	create_totals_triggers(qualified_relname(relid));
 	record_attachment(&m, &extra);
+	sync_triggers();
 	recount_all();
 	SPI_finish();
 	PG_RETURN_VOID();
@@ -796,17 +703,16 @@ pg_attach_money(PG_FUNCTION_ARGS)
 	warn_missing_index(relid, m.patron_column,
 					   via ? "A patron merge looks up money by transaction." :
 					   "Rebuilding a patron's totals looks up money by patron.");
-	create_totals_triggers(qualified_relname(relid));
 	if (OidIsValid(via))
 	{
 		lock_for_attach(via);
 		warn_missing_index(via, via_id, "Money is resolved to patrons through this column.");
-		create_via_triggers(via);
 	}
 	set_value(&extra, "via_relid", OIDOID, ObjectIdGetDatum(via), !OidIsValid(via));
 	set_name(&extra, "via_id_column", via_id);
 	set_name(&extra, "via_patron_column", via_patron);
 	record_attachment(&m, &extra);
+	sync_triggers();
 	recount_all();
 	SPI_finish();
 	PG_RETURN_VOID();
@@ -993,16 +899,9 @@ pg_alter_attachment(PG_FUNCTION_ARGS)
 		set_value(&r, "barcode_index", TEXTOID, CStringGetTextDatum(qualified_relname(index)), false);
 	}
 	if (a->kind == MAP_MONEY && via != a->via_relid)
-	{
-		Oid			old_via = a->via_relid;
-
 		lock_for_attach(via);
-		create_via_triggers(via);
-		write_attachment(relid, &r, false);
-		release_via(old_via, relid);
-	}
-	else
-		write_attachment(relid, &r, false);
+	write_attachment(relid, &r, false);
+	sync_triggers();				/* the patron id, or the transaction table, may differ */
 	if (was_protected)
 		sync_protection_for(true, released);
 	if (a->kind == MAP_CIRCULATIONS || a->kind == MAP_MONEY)
@@ -1023,7 +922,6 @@ pg_detach(PG_FUNCTION_ARGS)
 	const Attachment *a;
 	MappingKind kind;
 	Oid			mapping;
-	Oid			via;
 	bool		dropped;
 	bool		was;
 	List	   *released;
@@ -1043,7 +941,6 @@ pg_detach(PG_FUNCTION_ARGS)
 				 errmsg("table \"%s\" is not attached", get_rel_name(relid))));
 	kind = a->kind;
 	mapping = a->mapping;
-	via = a->via_relid;
 
 	/*
 	 * A table the library system dropped took its triggers and index with
@@ -1073,22 +970,17 @@ pg_detach(PG_FUNCTION_ARGS)
 	if (!dropped)
 	{
 		drop_barcode_index(a);
-		if (kind == MAP_PATRONS)
-			drop_triggers(relid, patron_triggers, lengthof(patron_triggers));
 		if (kind == MAP_CIRCULATIONS || kind == MAP_MONEY)
-		{
 			lock_for_attach(relid);
-			drop_triggers(relid, totals_triggers, lengthof(totals_triggers));
-		}
 	}
-	/* the transaction table's triggers go with the last money table using it */
-	release_via(via, relid);
 
 	become_extension_owner(&oc);
 	history_context_set(NULL, dropped ? "attached table dropped" : "patron table detached");
 	run_sql("DELETE FROM " PG_SCHEMA ".attachments WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
 			1, types, values, NULL, false, SPI_OK_DELETE);
 	mapping_changed();
+	/* its triggers, and its transaction table's with the last money naming it */
+	sync_triggers();
 	drop_mapping_view(mapping);
 	if (kind == MAP_PATRONS)
 	{

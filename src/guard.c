@@ -21,6 +21,8 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
+
 #include "access/xact.h"
 #include "commands/event_trigger.h"
 #include "commands/extension.h"
@@ -242,48 +244,162 @@ pg_drop_guard(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* The table a RangeVar of a DDL statement names, or InvalidOid. */
+static Oid
+named_table(RangeVar *rv)
+{
+	return rv ? RangeVarGetRelid(rv, NoLock, true) : InvalidOid;
+}
+
+/* Is a table in the tree of an attached table or of a transaction table that money names? */
+static bool
+in_a_tree(Oid relid)
+{
+	ListCell   *lc;
+
+	if (!OidIsValid(relid))
+		return false;
+	foreach(lc, get_mapping()->all)
+	{
+		const Attachment *a = lfirst(lc);
+
+		if (list_member_oid(a->tree, relid) || list_member_oid(a->via_tree, relid))
+			return true;
+	}
+	return false;
+}
+
 /*
- * ddl_watch: an event trigger at the end of CREATE TABLE and ALTER TABLE.  A
- * table that has just become a child or a partition of a protected table
- * (CREATE TABLE ... INHERITS or PARTITION OF, ALTER TABLE ... INHERIT or
- * ATTACH PARTITION) gets the same protection before the statement commits;
- * if it cannot, the statement fails.
+ * DROP TABLE dropped a child or partition of an attached tree (its own
+ * triggers went with it, as the dropped objects show): its rows are no
+ * longer counted.  An attached table itself, or a transaction table, cannot
+ * be dropped while its mapping view depends on it, except by CASCADE, after
+ * which health() says so; those are left to detach().
+ */
+static bool
+dropped_a_member(void)
+{
+	const Mapping *m = get_mapping();
+
+	run_sql("SELECT d.objid FROM pg_catalog.pg_event_trigger_dropped_objects() d "
+			"WHERE d.object_type OPERATOR(pg_catalog.=) 'trigger' "
+			"AND (d.object_identity OPERATOR(pg_catalog.~~) 'patron\\_group\\_totals\\_%' "
+			"OR d.object_identity OPERATOR(pg_catalog.~~) 'patron\\_group\\_via\\_%')",
+			0, NULL, NULL, NULL, true, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return false;
+	run_sql("SELECT d.objid FROM pg_catalog.pg_event_trigger_dropped_objects() d "
+			"WHERE d.object_type OPERATOR(pg_catalog.=) 'table'",
+			0, NULL, NULL, NULL, true, SPI_OK_SELECT);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		Oid			table = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
+		bool		root = false;
+		ListCell   *lc;
+
+		foreach(lc, m->all)
+			root |= ((Attachment *) lfirst(lc))->relid == table ||
+				((Attachment *) lfirst(lc))->via_relid == table;
+		if (!root)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * ddl_watch: an event trigger at the end of CREATE TABLE and ALTER TABLE,
+ * and after DROP TABLE.  When a table joins or leaves the tree of an
+ * attached table, or of a transaction table that money names (CREATE
+ * TABLE ... INHERITS or PARTITION OF, ALTER TABLE ... INHERIT, NO INHERIT,
+ * ATTACH or DETACH PARTITION, DROP TABLE of a child), before the statement
+ * commits: every backend is told the trees changed, the tree's tables get
+ * the extension's triggers (or lose them), a protected tree's new member
+ * its protection, and, when rows came or went with the table, the totals
+ * are counted afresh.  If any of it cannot be done, the statement fails.
  */
 Datum
 pg_ddl_watch(PG_FUNCTION_ARGS)
 {
+	EventTriggerData *trigdata;
 	Node	   *stmt;
-	bool		adds_child = false;
+	bool		changes_tree = false;
+	bool		moves_rows = false;
+	Oid			parent = InvalidOid;
+	OwnerContext oc;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("ddl_watch: not called by the event trigger manager")));
+	trigdata = (EventTriggerData *) fcinfo->context;
 
 	/*
-	 * Only a statement that gives a table a parent: any other (ALTER TABLE
-	 * ... ENABLE ROW LEVEL SECURITY as pg_restore replays it, before its own
-	 * CREATE POLICY) must not make policies of its own.
+	 * Only a statement that changes a table's parents: any other (ALTER
+	 * TABLE ... ENABLE ROW LEVEL SECURITY as pg_restore replays it, before
+	 * its own CREATE POLICY) must not make policies or triggers of its own.
 	 */
-	stmt = ((EventTriggerData *) fcinfo->context)->parsetree;
-	if (IsA(stmt, CreateStmt))
-		adds_child = ((CreateStmt *) stmt)->inhRelations != NIL ||
-			((CreateStmt *) stmt)->partbound != NULL;
+	stmt = trigdata->parsetree;
+	if (strcmp(trigdata->event, "sql_drop") == 0)
+		changes_tree = true;
+	else if (IsA(stmt, CreateStmt))
+	{
+		CreateStmt *cs = (CreateStmt *) stmt;
+
+		changes_tree = cs->inhRelations != NIL || cs->partbound != NULL;
+		if (cs->inhRelations != NIL)
+			parent = named_table(linitial_node(RangeVar, cs->inhRelations));
+	}
 	else if (IsA(stmt, AlterTableStmt))
 	{
+		AlterTableStmt *as = (AlterTableStmt *) stmt;
 		ListCell   *lc;
 
-		foreach(lc, ((AlterTableStmt *) stmt)->cmds)
+		foreach(lc, as->cmds)
 		{
 			AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
 
-			adds_child |= cmd->subtype == AT_AttachPartition || cmd->subtype == AT_AddInherit;
+			switch (cmd->subtype)
+			{
+				case AT_AttachPartition:
+				case AT_DetachPartition:
+				case AT_DetachPartitionFinalize:
+					changes_tree = moves_rows = true;
+					parent = named_table(as->relation);
+					break;
+				case AT_AddInherit:
+				case AT_DropInherit:
+					changes_tree = moves_rows = true;
+					parent = named_table((RangeVar *) cmd->def);
+					break;
+				default:
+					break;
+			}
 		}
 	}
-	if (!adds_child)
+	if (!changes_tree)
 		PG_RETURN_VOID();
+
+	CommandCounterIncrement();	/* the new parents, visible to what follows */
 	SPI_connect();
+	if (get_mapping()->all == NIL)
+	{
+		SPI_finish();
+		PG_RETURN_VOID();
+	}
+	if (strcmp(trigdata->event, "sql_drop") == 0)
+		moves_rows = dropped_a_member();
+	else
+		moves_rows = moves_rows && in_a_tree(parent);
+	mapping_trees_changed();
+	sync_triggers();
 	sync_protection();
+	if (moves_rows)
+	{
+		become_extension_owner(&oc);
+		(void) rebuild_totals(NULL);
+		restore_user(&oc);
+	}
 	SPI_finish();
 	PG_RETURN_VOID();
 }

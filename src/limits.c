@@ -297,7 +297,7 @@ pg_limits_trigger(PG_FUNCTION_ARGS)
 	become_extension_owner(&oc);
 
 	/* detached, or not a circulation table: nothing counts here any more */
-	a = attachment_of(RelationGetRelid(td->tg_relation));
+	a = attachment_covering(RelationGetRelid(td->tg_relation));
 	patrons = (a == NULL || a->dropped || a->kind != MAP_CIRCULATIONS) ? NULL :
 		new_open_loans(td, &npatrons);
 	if (patrons == NULL || npatrons == 0)

@@ -44,6 +44,9 @@
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
+#include "catalog/pg_inherits.h"
+#include "access/genam.h"
+#include "utils/fmgroids.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
@@ -56,6 +59,7 @@
 #include "optimizer/optimizer.h"
 #include "rewrite/rewriteHandler.h"
 #include "rewrite/rewriteManip.h"
+#include "access/attmap.h"
 #include "commands/trigger.h"
 #include "utils/builtins.h"
 #include "utils/regproc.h"
@@ -210,7 +214,12 @@ read_mapping(void)
 			!OidIsValid(a->mapping) || get_rel_name(a->mapping) == NULL ||
 			(OidIsValid(a->via_relid) && get_rel_name(a->via_relid) == NULL);
 		if (get_rel_name(a->relid) != NULL)
+		{
 			a->relname = qualified_relname(a->relid);
+			a->tree = find_all_inheritors(a->relid, NoLock, NULL);
+		}
+		if (OidIsValid(a->via_relid) && get_rel_name(a->via_relid) != NULL)
+			a->via_tree = find_all_inheritors(a->via_relid, NoLock, NULL);
 		if (!a->dropped)
 		{
 			a->mapping_name = qualified_relname(a->mapping);
@@ -308,17 +317,98 @@ attachment_of(Oid relid)
 	return NULL;
 }
 
-/* The circulation and money tables whose money names transactions of via_relid. */
+/*
+ * The attachment whose table's tree holds relid: the attached table itself,
+ * or one of its children or partitions; NULL for none.
+ */
+const Attachment *
+attachment_covering(Oid relid)
+{
+	ListCell   *lc;
+
+	foreach(lc, get_mapping()->all)
+	{
+		Attachment *a = lfirst(lc);
+
+		if (a->relid == relid || list_member_oid(a->tree, relid))
+			return a;
+	}
+	return NULL;
+}
+
+/*
+ * The money tables whose money names transactions of relid: those naming
+ * relid's table, or a table of whose tree relid is a member.
+ */
 List *
-totals_via(Oid via_relid)
+totals_via(Oid relid)
 {
 	List	   *result = NIL;
 	ListCell   *lc;
 
 	foreach(lc, get_mapping()->totals)
-		if (((Attachment *) lfirst(lc))->via_relid == via_relid)
-			result = lappend(result, lfirst(lc));
+	{
+		Attachment *a = lfirst(lc);
+
+		if (OidIsValid(a->via_relid) && (a->via_relid == relid || list_member_oid(a->via_tree, relid)))
+			result = lappend(result, a);
+	}
 	return result;
+}
+
+/* The direct parents of a table (inheritance or partitioning), in no order. */
+static List *
+parents_of(Oid relid)
+{
+	Relation	rel = table_open(InheritsRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	List	   *result = NIL;
+
+	ScanKeyInit(&key, Anum_pg_inherits_inhrelid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	scan = systable_beginscan(rel, InheritsRelidSeqnoIndexId, true, NULL, 1, &key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+		result = lappend_oid(result, ((Form_pg_inherits) GETSTRUCT(tup))->inhparent);
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return result;
+}
+
+/* Every table of which relid is a child or partition, nearest first. */
+List *
+ancestors_of(Oid relid)
+{
+	List	   *result = NIL;
+	List	   *todo = parents_of(relid);
+
+	while (todo != NIL)
+	{
+		Oid			parent = linitial_oid(todo);
+
+		todo = list_delete_first(todo);
+		if (list_member_oid(result, parent))
+			continue;
+		result = lappend_oid(result, parent);
+		todo = list_concat(todo, parents_of(parent));
+	}
+	return result;
+}
+
+/*
+ * A table joined or left a tree of an attached table: every backend reads
+ * the mapping (and the trees it keeps) again, as a write to attachments
+ * makes it do.
+ */
+void
+mapping_trees_changed(void)
+{
+	Oid			attachments = get_relname_relid("attachments", get_namespace_oid(PG_SCHEMA, false));
+
+	if (OidIsValid(attachments))
+		CacheInvalidateRelcacheByRelid(attachments);
+	mapping_changed();
 }
 
 /*
@@ -610,8 +700,42 @@ view_column(Query *query, const char *name)
  * (Vars with the view's range table index; the executor evaluates them
  * against whatever scan tuple it is given).
  */
+/*
+ * The view's expressions over a row of 'member', a child or partition of
+ * the attached table: the same columns by name, at the member's positions.
+ */
+static void
+map_to_member(Query *query, Oid relid, Oid member)
+{
+	Relation	root = relation_open(relid, AccessShareLock);
+	Relation	child = relation_open(member, AccessShareLock);
+	AttrMap    *map = build_attrmap_by_name(RelationGetDescr(child), RelationGetDescr(root));
+	int			rti = 0;
+	ListCell   *lc;
+	bool		whole_row = false;
+
+	foreach(lc, query->rtable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+		if (rte->rtekind == RTE_RELATION && rte->relid == relid)
+			rti = foreach_current_index(lc) + 1;
+	}
+	if (rti == 0)
+		elog(ERROR, "mapping view of \"%s\" does not read it", RelationGetRelationName(root));
+	query->targetList = (List *) map_variable_attnos((Node *) query->targetList, rti, 0, map,
+													 InvalidOid, &whole_row);
+	if (whole_row)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("the mapping of \"%s\" uses the whole row, which its child \"%s\" cannot give",
+						RelationGetRelationName(root), RelationGetRelationName(child))));
+	relation_close(child, AccessShareLock);
+	relation_close(root, AccessShareLock);
+}
+
 void
-compile_mapping(Oid viewid, Oid relid, Expr **exprs, Oid *key_type)
+compile_mapping(Oid viewid, Oid relid, Oid member, Expr **exprs, Oid *key_type)
 {
 	static const char *const columns[MAPPING_VALUES] =
 	{NULL, "items_out", "items_lost", "amount_billed", "amount_paid"};
@@ -628,6 +752,8 @@ compile_mapping(Oid viewid, Oid relid, Expr **exprs, Oid *key_type)
 	query = copyObject(mapping_query(view));
 	relation_close(view, AccessShareLock);
 	check_trusted_code(query, relid);
+	if (member != relid)
+		map_to_member(query, relid, member);
 
 	exprs[0] = view_column(query, "patron_id");
 	if (exprs[0] == NULL)

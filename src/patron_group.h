@@ -109,6 +109,8 @@ typedef struct Attachment
 	bool		protected;
 	Oid			mapping;		/* the mapping view */
 	char	   *mapping_name;	/* qualified */
+	List	   *tree;			/* the table, its children and partitions (Oids) */
+	List	   *via_tree;		/* the same of the transaction table, or NIL */
 } Attachment;
 
 /* Everything attached, read once per backend until it changes. */
@@ -145,13 +147,16 @@ extern const Mapping *get_mapping(void);
 extern uint64 mapping_generation(void);
 extern const Attachment *mapping_patrons(bool missing_ok);
 extern const Attachment *attachment_of(Oid relid);
-extern List *totals_via(Oid via_relid);
+extern const Attachment *attachment_covering(Oid relid);
+extern List *totals_via(Oid relid);
+extern List *ancestors_of(Oid relid);
+extern void mapping_trees_changed(void);
 extern void mapping_changed(void);
 extern const char *mapping_kind_name(MappingKind kind);
 extern MappingKind mapping_kind_of(const char *name);
 extern Oid	create_mapping_view(MappingSpec *m);
 extern void drop_mapping_view(Oid view);
-extern void compile_mapping(Oid viewid, Oid relid, Expr **exprs, Oid *key_type);
+extern void compile_mapping(Oid viewid, Oid relid, Oid member, Expr **exprs, Oid *key_type);
 extern char *mapping_condition(const Attachment *a, const char *column);
 
 /* ---------------------------------------------------------------------------
@@ -222,6 +227,12 @@ extern void adjust_group(int64 group_id, int sign, bool lead, int64 items_out, i
 						 Datum billed, Datum paid);
 extern void adjust_leads(int64 group_id, int leads);
 extern uint64 write_recount(const char *expected_sql, ArrayType *patron_ids);
+
+/* ---------------------------------------------------------------------------
+ * triggers.c: which triggers each table needs
+ * ------------------------------------------------------------------------- */
+
+extern void sync_triggers(void);
 
 /* ---------------------------------------------------------------------------
  * totals.c, recount.c: keeping and checking the totals

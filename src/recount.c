@@ -19,8 +19,10 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "lib/stringinfo.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -30,6 +32,7 @@
 
 PG_FUNCTION_INFO_V1(pg_verify);
 PG_FUNCTION_INFO_V1(pg_rebuild);
+PG_FUNCTION_INFO_V1(pg_within_trigger);
 
 /*
  * Patrons whose totals are to be counted afresh just before the
@@ -119,6 +122,62 @@ recount_reset(void)
 {
 	recount_ids = NULL;
 	recount_n = recount_max = 0;
+}
+
+/*
+ * within_trigger: on a table above an attached tree (Evergreen's
+ * money.billable_xact above action.circulation).  A statement that names it
+ * changes rows of the tree below without firing their triggers, so the
+ * patrons named by the rows it changed, before and after, are counted
+ * afresh; the arguments are the patron columns to read.  With an empty
+ * argument (the table has no patron column, or money below names
+ * transactions), or for TRUNCATE, everyone is.  Named to fire after the
+ * table's own via trigger, whose money moves this then confirms.
+ */
+Datum
+pg_within_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = trigger_data(fcinfo, "within_trigger", true);
+	Trigger    *tg = td->tg_trigger;
+	OwnerContext oc;
+	bool		everyone = TRIGGER_FIRED_BY_TRUNCATE(td->tg_event) || tg->tgnargs == 0;
+	StringInfoData sql;
+
+	refuse_if_replicated();
+	SPI_connect();
+	SPI_register_trigger_data(td);
+	become_extension_owner(&oc);
+	initStringInfo(&sql);
+	for (int i = 0; i < tg->tgnargs && !everyone; i++)
+	{
+		const char *column = quote_identifier(tg->tgargs[i]);
+
+		if (tg->tgargs[i][0] == '\0')
+			everyone = true;
+		if (td->tg_oldtable)
+			appendStringInfo(&sql, "%sSELECT o.%s::pg_catalog.int8 FROM patron_group_old o",
+							 sql.len ? " UNION " : "", column);
+		if (td->tg_newtable)
+			appendStringInfo(&sql, "%sSELECT n.%s::pg_catalog.int8 FROM patron_group_new n",
+							 sql.len ? " UNION " : "", column);
+	}
+	if (everyone)
+		(void) rebuild_totals(NULL);
+	else if (sql.len)
+	{
+		bool		isnull;
+		Datum		ids;
+
+		/* it reads the transition tables, so it is planned each time */
+		spi_exec(psprintf("SELECT pg_catalog.array_agg(p ORDER BY p) FROM (%s) AS u(p) WHERE p IS NOT NULL",
+						  sql.data));
+		ids = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+			(void) rebuild_totals(DatumGetArrayTypePCopy(ids));
+	}
+	restore_user(&oc);
+	SPI_finish();
+	return PointerGetDatum(NULL);
 }
 
 /* rebuild(patron_ids bigint[] DEFAULT NULL): repair totals; returns rows fixed. */

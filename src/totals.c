@@ -126,7 +126,7 @@ plans_for(Oid relid)
 	if (found && entry->valid && entry->compiled && entry->generation != mapping_generation())
 	{
 		const Mapping *m = get_mapping();
-		const Attachment *a = attachment_of(relid);
+		const Attachment *a = attachment_covering(relid);
 
 		if (a == NULL || a->dropped || a->mapping != entry->mapping || a->via_relid != entry->via_relid)
 			entry->valid = false;
@@ -211,7 +211,7 @@ add_transition_rows(TotalsPlans *plans, Tuplestorestate *rows, bool negate, Delt
 static void
 compile_row_values(TotalsPlans *plans, Relation rel)
 {
-	const Attachment *s = attachment_of(RelationGetRelid(rel));
+	const Attachment *s = attachment_covering(RelationGetRelid(rel));
 	Expr	   *exprs[MAPPING_VALUES];
 	MemoryContext old;
 
@@ -223,7 +223,7 @@ compile_row_values(TotalsPlans *plans, Relation rel)
 	plans->cxt = AllocSetContextCreate(CacheMemoryContext, "patron_group row values",
 									   ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(plans->cxt);
-	compile_mapping(s->mapping, s->relid, exprs, &plans->key_type);
+	compile_mapping(s->mapping, s->relid, RelationGetRelid(rel), exprs, &plans->key_type);
 	if (plans->key_type != INT2OID && plans->key_type != INT4OID && plans->key_type != INT8OID)
 		elog(ERROR, "mapping view of \"%s\" has a key of type %s",
 			 RelationGetRelationName(rel), format_type_be(plans->key_type));

@@ -69,7 +69,7 @@ SELECT patron_group.attach_money('ev.payment', kind => 'payment', amount_column 
     counts_when => 'NOT voided');
 SELECT try($$SELECT patron_group.attach_money('ev.payment', 'payment', 'amount', 'xact')$$);
 SELECT tgrelid::regclass, tgname FROM pg_trigger WHERE tgname LIKE 'patron_group_%' AND tgrelid::regclass::text LIKE 'ev.%'
- ORDER BY 1::text, 2;
+ ORDER BY tgrelid::regclass::text, tgname;
 
 CREATE VIEW totals AS
 SELECT patron_id, group_id, items_out, items_lost, amount_billed, amount_paid

@@ -601,7 +601,7 @@ my @operations = (
 		name => 'health (staff)',
 		who => 'staff',
 		sql => "SELECT * FROM patron_group.health();",
-		covers => [ 'health()', 'verify()' ],
+		covers => [ 'health()', 'verify()', 'expected_triggers()' ],
 	},
 	{
 		name => 'checkout_allowed',
@@ -693,7 +693,7 @@ my @operations = (
 		name => 'health (DBA)',
 		who => 'dba',
 		sql => "SELECT * FROM patron_group.health();",
-		covers => [ 'health()', 'verify()' ],
+		covers => [ 'health()', 'verify()', 'expected_triggers()' ],
 	},
 	{
 		name => 'set_limits',
@@ -756,6 +756,15 @@ my @operations = (
 		sql => "CREATE TABLE ils.sweep_payment () INHERITS (ils.payment);\n"
 		  . "DROP TABLE ils.sweep_payment;",
 		covers => ['ddl_watch()'],
+	},
+	{
+		name => 'a statement on a table above the transaction tree (its rows\' patrons are recounted)',
+		who => 'dba',
+		sql => "CREATE TABLE ils.any_xact (id bigint, patron bigint);\n"
+		  . "ALTER TABLE ils.xact INHERIT ils.any_xact;\n"
+		  . "UPDATE ils.any_xact SET patron = patron;\nDELETE FROM ils.any_xact WHERE false;\n"
+		  . "ALTER TABLE ils.xact NO INHERIT ils.any_xact;\nDROP TABLE ils.any_xact;",
+		covers => [ 'within_trigger()', 'ddl_watch()' ],
 	},
 	{
 		name => 'an attachment of an older version restored (its mapping view is made from its text)',

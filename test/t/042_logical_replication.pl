@@ -111,15 +111,18 @@ my $toc = slurp_file("$tempdir/ils.list");
 like($toc, qr/ TABLE ils circulation /, 'the restore list has the library\'s tables');
 unlike($toc, qr/patron_group_|_pgbarcode/, 'the restore list has no trigger, index or policy of the extension');
 
-# Unfiltered, the dump brings the publisher's triggers and barcode index
-# (and policies naming its roles): attaching then fails.
+# Unfiltered, the dump brings the publisher's triggers, barcode index and
+# policies (naming the publisher's roles).  Attaching keeps the triggers it
+# finds (the same ones it would make) rather than make them twice.
 $subscriber->safe_psql('postgres', 'CREATE DATABASE unfiltered');
 $subscriber->safe_psql('unfiltered', 'CREATE EXTENSION patron_group');
 run_cmd([ 'pg_restore', @sub_conn, '-d', 'unfiltered', "$tempdir/ils.dump" ]);
 ($ret, $stdout, $stderr) = $subscriber->psql('unfiltered', slurp_file(demo_file('attach.sql')),
 	on_error_stop => 1);
-like($stderr, qr/ERROR:  trigger "patron_group_insert" for relation "patron" already exists/,
-	'schema restored with the publisher\'s triggers: attach_patrons() fails');
+is($stderr, '', 'schema restored with the publisher\'s triggers: attaching keeps them');
+is($subscriber->safe_psql('unfiltered',
+		q{SELECT count(*) FROM pg_trigger WHERE tgrelid = 'ils.patron'::regclass AND tgname LIKE 'patron_group%'}),
+	'4', 'schema restored with the publisher\'s triggers: none made twice');
 $subscriber->safe_psql('postgres', 'DROP DATABASE unfiltered');
 
 $subscriber->safe_psql('postgres', 'CREATE DATABASE library');
