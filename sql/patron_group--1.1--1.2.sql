@@ -12,6 +12,38 @@
 -- parsed, records what it depends on, and dumps it as qualified SQL.
 -- ===========================================================================
 
+-- ===========================================================================
+-- Loan states, deleted patrons, the library system's own balance
+--
+-- Each state a library system shows an open loan in (lost, claims returned,
+-- long overdue, else out or overdue) is a condition of its own and a figure
+-- of its own; out_includes says which states count as out (NULL: all of
+-- them, as before 1.2).  A money table may name the column that says what is
+-- still owed on a row (Koha's amountoutstanding); the balance owed is kept,
+-- and is billed minus paid where no such column is given.
+-- ===========================================================================
+
+ALTER TABLE @extschema@.attachments
+    ADD COLUMN out_includes text[],
+    ADD COLUMN outstanding_column name;
+COMMENT ON COLUMN @extschema@.attachments.out_includes IS
+'circulations: the states of an open loan counted in items_out besides out (lost, claims_returned, long_overdue); NULL: all';
+COMMENT ON COLUMN @extschema@.attachments.outstanding_column IS
+'money: the column of what is still owed on a row, the balance owed; NULL: billed minus paid';
+
+ALTER TABLE @extschema@.accounts
+    ADD COLUMN items_claims_returned bigint NOT NULL DEFAULT 0,
+    ADD COLUMN items_long_overdue bigint NOT NULL DEFAULT 0,
+    ADD COLUMN balance_owed numeric NOT NULL DEFAULT 0;
+ALTER TABLE @extschema@.groups
+    ADD COLUMN items_claims_returned bigint NOT NULL DEFAULT 0,
+    ADD COLUMN items_long_overdue bigint NOT NULL DEFAULT 0,
+    ADD COLUMN balance_owed numeric NOT NULL DEFAULT 0;
+UPDATE @extschema@.accounts SET balance_owed = amount_billed - amount_paid
+ WHERE amount_billed <> amount_paid;
+UPDATE @extschema@.groups SET balance_owed = amount_billed - amount_paid
+ WHERE amount_billed <> amount_paid;
+
 ALTER TABLE @extschema@.attachments ADD COLUMN mapping regclass;
 COMMENT ON COLUMN @extschema@.attachments.mapping IS
 'The view that reads the attached table as patron_group counts it (its conditions, parsed once)';
@@ -212,10 +244,141 @@ SELECT a.patron_id,
        a.items_lost,
        a.amount_billed,
        a.amount_paid,
-       a.amount_billed - a.amount_paid AS balance_owed
+       a.balance_owed,
+       a.items_claims_returned,
+       a.items_long_overdue
   FROM @extschema@.accounts a
   LEFT JOIN @extschema@.groups g ON g.group_id = a.group_id
   CROSS JOIN LATERAL @extschema@.patron_details(a.patron_id) d;
+COMMENT ON COLUMN @extschema@.member_summary.items_out IS
+'Open loans counted as out: out and overdue, and the states out_includes names (by default all: lost, claims returned and long overdue included)';
+COMMENT ON COLUMN @extschema@.member_summary.items_overdue IS
+'Open loans out (not lost, claims returned or long overdue) and due before now, counted when read';
+COMMENT ON COLUMN @extschema@.member_summary.balance_owed IS
+'What the patron owes: amount_billed minus amount_paid, or the library system''s own outstanding amounts where a money table names them';
+COMMENT ON COLUMN @extschema@.member_summary.items_claims_returned IS 'Open loans the patron claims to have returned';
+COMMENT ON COLUMN @extschema@.member_summary.items_long_overdue IS 'Open loans long overdue';
+
+CREATE OR REPLACE VIEW @extschema@.group_summary WITH (security_invoker = true) AS
+SELECT g.group_id,
+       g.label,
+       g.created_at,
+       g.member_count,
+       g.lead_count,
+       g.items_out,
+       (SELECT COALESCE(pg_catalog.sum(d.items_overdue), 0)::bigint
+          FROM @extschema@.accounts m,
+               LATERAL @extschema@.patron_details(m.patron_id) d
+         WHERE m.group_id = g.group_id) AS items_overdue,
+       g.items_lost,
+       g.amount_billed,
+       g.amount_paid,
+       g.balance_owed,
+       g.items_claims_returned,
+       g.items_long_overdue
+  FROM @extschema@.groups g;
+COMMENT ON COLUMN @extschema@.group_summary.items_out IS
+'Open loans of all members counted as out: out and overdue, and the states out_includes names (by default all)';
+COMMENT ON COLUMN @extschema@.group_summary.items_overdue IS
+'Open loans of all members out (not lost, claims returned or long overdue) and due before now, counted when read';
+COMMENT ON COLUMN @extschema@.group_summary.balance_owed IS
+'What the members owe: amount_billed minus amount_paid, or the library system''s own outstanding amounts where a money table names them';
+COMMENT ON COLUMN @extschema@.group_summary.items_claims_returned IS 'Open loans of all members claimed returned';
+COMMENT ON COLUMN @extschema@.group_summary.items_long_overdue IS 'Open loans of all members long overdue';
+COMMENT ON COLUMN @extschema@.accounts.items_claims_returned IS 'Open loans in the state claims returned';
+COMMENT ON COLUMN @extschema@.accounts.items_long_overdue IS 'Open loans in the state long overdue';
+COMMENT ON COLUMN @extschema@.accounts.balance_owed IS 'What the patron owes (billed minus paid, or the library system''s outstanding amounts)';
+COMMENT ON COLUMN @extschema@.groups.items_claims_returned IS 'Open loans of all members in the state claims returned';
+COMMENT ON COLUMN @extschema@.groups.items_long_overdue IS 'Open loans of all members in the state long overdue';
+COMMENT ON COLUMN @extschema@.groups.balance_owed IS 'What the members owe';
+
+-- The attach functions take the new conditions, and Group Member Details
+-- shows the new figures (its grants are kept across the new definition).
+DROP FUNCTION @extschema@.attach_patrons(regclass, name, name, name[], name[]);
+CREATE FUNCTION @extschema@.attach_patrons(patron_table regclass,
+    id_column name DEFAULT 'id',
+    barcode_column name DEFAULT NULL,
+    name_columns name[] DEFAULT NULL,
+    clone_columns name[] DEFAULT '{}',
+    deleted_when text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_attach_patrons'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.attach_patrons(regclass, name, name, name[], name[], text) IS
+'Attach the library system''s patron table; deleted_when says when the library system has deleted a patron (who then leaves the group)';
+
+DROP FUNCTION @extschema@.attach_circulations(regclass, name, name, text, text);
+CREATE FUNCTION @extschema@.attach_circulations(circulation_table regclass,
+    patron_column name DEFAULT 'patron',
+    due_column name DEFAULT 'due_at',
+    open_when text DEFAULT 'true',
+    lost_when text DEFAULT 'false',
+    claims_returned_when text DEFAULT NULL,
+    long_overdue_when text DEFAULT NULL,
+    renewal_when text DEFAULT NULL,
+    out_includes text[] DEFAULT '{lost,claims_returned,long_overdue}')
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_attach_circulations'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.attach_circulations(regclass, name, name, text, text, text, text, text, text[]) IS
+'Attach a loans table: when a loan is open, lost, claimed returned, long overdue, a renewal, and which states count as out';
+
+DROP FUNCTION @extschema@.attach_money(regclass, text, name, name, regclass, name, name, text);
+CREATE FUNCTION @extschema@.attach_money(money_table regclass,
+    kind text,
+    amount_column name DEFAULT 'amount',
+    patron_column name DEFAULT 'patron',
+    via regclass DEFAULT NULL,
+    via_id_column name DEFAULT 'id',
+    via_patron_column name DEFAULT 'patron',
+    counts_when text DEFAULT 'true',
+    outstanding_column name DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_attach_money'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.attach_money(regclass, text, name, name, regclass, name, name, text, name) IS
+'Attach a bills (kind charge), payments (payment) or signed-amount (signed) table, naming the patron directly or through a transaction table (via); outstanding_column: the library system''s own balance of each row';
+REVOKE ALL ON FUNCTION @extschema@.attach_patrons(regclass, name, name, name[], name[], text),
+    @extschema@.attach_circulations(regclass, name, name, text, text, text, text, text, text[]),
+    @extschema@.attach_money(regclass, text, name, name, regclass, name, name, text, name) FROM PUBLIC;
+
+DO $$
+DECLARE
+    acl aclitem[] := (SELECT proacl FROM pg_catalog.pg_proc
+                       WHERE oid = '@extschema@.group_members(bigint)'::pg_catalog.regprocedure);
+    g record;
+BEGIN
+    DROP FUNCTION @extschema@.group_members(bigint);
+    CREATE FUNCTION @extschema@.group_members(patron_id bigint,
+        OUT group_id bigint, OUT group_label text, OUT group_created_at timestamptz,
+        OUT member_id bigint, OUT barcode text, OUT display_name text, OUT is_lead boolean,
+        OUT items_out bigint, OUT items_overdue bigint, OUT items_lost bigint,
+        OUT items_claims_returned bigint, OUT items_long_overdue bigint,
+        OUT balance_owed numeric)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'pg_group_members'
+    LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 6
+    SET search_path = pg_catalog, pg_temp;
+    REVOKE ALL ON FUNCTION @extschema@.group_members(bigint) FROM PUBLIC;
+    FOR g IN SELECT (pg_catalog.aclexplode(acl)).* LOOP
+        IF g.grantee <> 0 AND g.privilege_type = 'EXECUTE' THEN
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.group_members(bigint) TO %I',
+                                      pg_catalog.pg_get_userbyid(g.grantee));
+        END IF;
+    END LOOP;
+    -- grants made here would count as the function's initial privileges,
+    -- which pg_dump leaves to CREATE EXTENSION: forget them, so that a dump
+    -- keeps the staff's and the catalogue's grants
+    DELETE FROM pg_catalog.pg_init_privs
+     WHERE classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+       AND objoid = '@extschema@.group_members(bigint)'::pg_catalog.regprocedure;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.group_members(bigint) IS
+'Group Member Details: every member of the patron''s group with barcode, name, lead flag and totals, then a row (member_id NULL) with the group''s totals';
 
 -- health(): the same checks, consents compared with the statement's time,
 -- and the mapping views and the protection of children among what can be
@@ -559,12 +722,18 @@ CREATE FUNCTION @extschema@.alter_attachment(attached_table regclass,
     counts_when text DEFAULT NULL,
     via regclass DEFAULT NULL,
     via_id_column name DEFAULT NULL,
-    via_patron_column name DEFAULT NULL)
+    via_patron_column name DEFAULT NULL,
+    deleted_when text DEFAULT NULL,
+    claims_returned_when text DEFAULT NULL,
+    long_overdue_when text DEFAULT NULL,
+    renewal_when text DEFAULT NULL,
+    out_includes text[] DEFAULT NULL,
+    outstanding_column name DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'pg_alter_attachment'
 LANGUAGE C VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION @extschema@.alter_attachment(regclass, name, name, name[], name[], text, name, text, text, name, text, regclass, name, name) IS
+COMMENT ON FUNCTION @extschema@.alter_attachment(regclass, name, name, name[], name[], text, name, text, text, name, text, regclass, name, name, text, text, text, text, text[], name) IS
 'Change how an attached table is read (a condition, a column, the transaction table of money) without detaching it; the totals it affects are recounted';
 
 -- Each backend keeps what is attached until it changes: any write to
@@ -579,7 +748,7 @@ CREATE TRIGGER attachments_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.attachments
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.attachments_changed();
 REVOKE ALL ON FUNCTION @extschema@.alter_attachment(regclass, name, name, name[], name[], text, name, text, text,
-    name, text, regclass, name, name), @extschema@.attachments_changed() FROM PUBLIC;
+    name, text, regclass, name, name, text, text, text, text, text[], name), @extschema@.attachments_changed() FROM PUBLIC;
 
 -- The text columns of a condition are read only from a dump of an older
 -- version: setting one is refused rather than silently ignored.

@@ -21,7 +21,9 @@
 
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
@@ -66,6 +68,96 @@ column_int64(HeapTuple tup, TupleDesc desc, int attnum, int64 *value)
 		return false;
 	*value = int_datum_to_int64(d, TupleDescAttr(desc, attnum - 1)->atttypid);
 	return true;
+}
+
+/*
+ * The patron ids of the rows of a transition table for which 'deleted' (the
+ * patron mapping's is_deleted, over a row of rel) holds, sorted.
+ */
+static int64 *
+deleted_rows(Relation rel, Tuplestorestate *rows, ExprState *deleted, ExprContext *econtext,
+			 int idattnum, int *count)
+{
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsMinimalTuple);
+	int			max = 16;
+	int			n = 0;
+	int64	   *ids = palloc(sizeof(int64) * max);
+	int			ptr = tuplestore_alloc_read_pointer(rows, EXEC_FLAG_REWIND);
+
+	tuplestore_select_read_pointer(rows, ptr);
+	tuplestore_rescan(rows);
+	econtext->ecxt_scantuple = slot;
+	while (tuplestore_gettupleslot(rows, true, false, slot))
+	{
+		bool		isnull;
+		Datum		d;
+
+		CHECK_FOR_INTERRUPTS();
+		ResetExprContext(econtext);
+		d = ExecEvalExprSwitchContext(deleted, econtext, &isnull);
+		if (isnull || !DatumGetBool(d))
+			continue;
+		d = slot_getattr(slot, idattnum, &isnull);
+		if (isnull)
+			continue;
+		if (n == max)
+			ids = repalloc(ids, sizeof(int64) * (max *= 2));
+		ids[n++] = int_datum_to_int64(d, TupleDescAttr(RelationGetDescr(rel), idattnum - 1)->atttypid);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	sort_distinct_int64(ids, &n);
+	*count = n;
+	return ids;
+}
+
+/*
+ * An UPDATE of patrons (deleted_when given): a patron the library system
+ * has just deleted (Evergreen's DELETE rule and actor.usr_delete() set
+ * deleted = true) leaves the group, lead and consent with it, and the
+ * history says why.
+ */
+static void
+patrons_updated(TriggerData *td)
+{
+	const Attachment *a = mapping_patrons(false);
+	Expr	   *expr = compile_view_column(a, RelationGetRelid(td->tg_relation), "is_deleted");
+	ExprContext *econtext;
+	ExprState  *deleted;
+	int			idattnum = SPI_fnumber(RelationGetDescr(td->tg_relation), td->tg_trigger->tgargs[0]);
+	int64	   *before,
+			   *after,
+			   *newly;
+	int			nbefore,
+				nafter,
+				n = 0;
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum		values[1];
+
+	if (expr == NULL || idattnum <= 0)
+		return;
+	econtext = CreateStandaloneExprContext();
+	deleted = ExecInitExpr(expr, NULL);
+	before = deleted_rows(td->tg_relation, td->tg_oldtable, deleted, econtext, idattnum, &nbefore);
+	after = deleted_rows(td->tg_relation, td->tg_newtable, deleted, econtext, idattnum, &nafter);
+	FreeExprContext(econtext, true);
+	newly = palloc(sizeof(int64) * Max(nafter, 1));
+	for (int i = 0; i < nafter; i++)
+		if (!bsearch(&after[i], before, nbefore, sizeof(int64), compare_int64))
+			newly[n++] = after[i];
+	if (n == 0)
+		return;
+	values[0] = int8_array(newly, n);
+	lock_groups_of_accounts(newly, n);
+	history_context_set(NULL, "deleted in the library system");
+	run_kept(kept_plan(&plan,
+					   "UPDATE " PG_SCHEMA ".accounts SET group_id = NULL, is_lead = false, "
+					   "share_circulations = false, share_bills = false, "
+					   "share_circulations_until = NULL, share_bills_until = NULL "
+					   "WHERE patron_id OPERATOR(pg_catalog.=) ANY ($1) AND group_id IS NOT NULL",
+					   1, types),
+			 values, NULL, false, SPI_OK_UPDATE);
+	history_context_clear();
 }
 
 /* patrons_trigger: keep one account row per patron of the attached table. */
@@ -127,6 +219,8 @@ pg_patrons_trigger(PG_FUNCTION_ARGS)
 		lock_everyone();
 		spi_exec("DELETE FROM " PG_SCHEMA ".accounts");
 	}
+	else if (TRIGGER_FIRED_BY_UPDATE(ev) && TRIGGER_FIRED_FOR_STATEMENT(ev) && td->tg_newtable)
+		patrons_updated(td);
 	else if (TRIGGER_FIRED_BY_UPDATE(ev) && TRIGGER_FIRED_FOR_ROW(ev))
 	{
 		static SPIPlanPtr plan = NULL;
@@ -161,26 +255,24 @@ pg_patrons_trigger(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
-/* An account row's totals, to carry from group to group. */
+/* An account row's figures, to carry from group to group (counts int8, amounts numeric). */
 typedef struct AccountTotals
 {
-	int64		items_out;
-	int64		items_lost;
-	Datum		billed;			/* numeric */
-	Datum		paid;			/* numeric */
+	Datum		figures[N_FIGURES];
 } AccountTotals;
 
-/* Read the totals of an accounts row. */
+/* Read the figures of an accounts row. */
 static void
 account_totals(TriggerData *td, HeapTuple tuple, AccountTotals *t)
 {
 	TupleDesc	desc = td->tg_relation->rd_att;
-	bool		isnull;
 
-	t->items_out = DatumGetInt64(SPI_getbinval(tuple, desc, SPI_fnumber(desc, "items_out"), &isnull));
-	t->items_lost = DatumGetInt64(SPI_getbinval(tuple, desc, SPI_fnumber(desc, "items_lost"), &isnull));
-	t->billed = SPI_getbinval(tuple, desc, SPI_fnumber(desc, "amount_billed"), &isnull);
-	t->paid = SPI_getbinval(tuple, desc, SPI_fnumber(desc, "amount_paid"), &isnull);
+	for (int f = 0; f < N_FIGURES; f++)
+	{
+		bool		isnull;
+
+		t->figures[f] = SPI_getbinval(tuple, desc, SPI_fnumber(desc, figure_names[f]), &isnull);
+	}
 }
 
 /*
@@ -312,15 +404,15 @@ pg_accounts_trigger(PG_FUNCTION_ARGS)
 		/* membership changed: carry the totals, lower group id first */
 		if (!old_null && (new_null || old_group < new_group))
 		{
-			adjust_group(old_group, -1, old_lead, old_totals.items_out, old_totals.items_lost, old_totals.billed, old_totals.paid);
+			adjust_group(old_group, -1, old_lead, old_totals.figures);
 			if (!new_null)
-				adjust_group(new_group, 1, new_lead, new_totals.items_out, new_totals.items_lost, new_totals.billed, new_totals.paid);
+				adjust_group(new_group, 1, new_lead, new_totals.figures);
 		}
 		else
 		{
-			adjust_group(new_group, 1, new_lead, new_totals.items_out, new_totals.items_lost, new_totals.billed, new_totals.paid);
+			adjust_group(new_group, 1, new_lead, new_totals.figures);
 			if (!old_null)
-				adjust_group(old_group, -1, old_lead, old_totals.items_out, old_totals.items_lost, old_totals.billed, old_totals.paid);
+				adjust_group(old_group, -1, old_lead, old_totals.figures);
 		}
 
 		if (old_lead)

@@ -134,6 +134,13 @@ check_amount_column(Oid relid, const char *column)
 	check_column_category(relid, column, "amount column", TYPCATEGORY_NUMERIC, "numeric");
 }
 
+/* The column of what is still owed on a money row: numeric. */
+static void
+check_outstanding_column(Oid relid, const char *column)
+{
+	check_column_category(relid, column, "outstanding column", TYPCATEGORY_NUMERIC, "numeric");
+}
+
 /* The names of the columns a patron table's clone copies, checked. */
 static void
 check_clone_columns(Oid relid, const char *id_column, Datum clone_columns)
@@ -395,10 +402,10 @@ lock_for_attach(Oid relid)
 typedef struct RowValues
 {
 	int			n;
-	const char *names[16];
-	Oid			types[16];
-	Datum		values[16];
-	char		nulls[16];
+	const char *names[32];
+	Oid			types[32];
+	Datum		values[32];
+	char		nulls[32];
 } RowValues;
 
 /* Add a column to a row; a NULL value (a NULL pointer, or 0 for a Datum) is stored as NULL. */
@@ -420,6 +427,70 @@ set_value(RowValues *r, const char *column, Oid type, Datum value, bool isnull)
 	r->nulls[r->n++] = isnull ? 'n' : ' ';
 }
 
+/* The loan states that may count as out besides out itself. */
+static const char *const loan_states[] = {"lost", "claims_returned", "long_overdue"};
+
+/* A List of state names as a text[] Datum. */
+static Datum
+states_array(List *states)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(list_length(states), 1));
+	int			n = 0;
+	ListCell   *lc;
+
+	foreach(lc, states)
+		elems[n++] = CStringGetTextDatum(lfirst(lc));
+	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/* out_includes: text[] of loan states, each known and given once. */
+static List *
+out_includes_arg(FunctionCallInfo fcinfo, int argno)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	List	   *result = NIL;
+
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(argno), TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+	{
+		char	   *state = nulls[i] ? NULL : TextDatumGetCString(elems[i]);
+		bool		known = false;
+
+		for (size_t k = 0; k < lengthof(loan_states) && state; k++)
+			known |= strcmp(state, loan_states[k]) == 0;
+		if (!known)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("out_includes may name lost, claims_returned and long_overdue, not \"%s\"",
+							state ? state : "NULL"),
+					 errhint("An out or overdue loan always counts as out.")));
+		if (!list_member(result, makeString(state)))
+			result = lappend(result, makeString(state));
+	}
+	/* as plain strings, in the order given */
+	{
+		List	   *names = NIL;
+		ListCell   *lc;
+
+		foreach(lc, result)
+			names = lappend(names, strVal(lfirst(lc)));
+		return names;
+	}
+}
+
+/* The default of out_includes: every state counts as out, as before 1.2. */
+static List *
+all_loan_states(void)
+{
+	List	   *result = NIL;
+
+	for (size_t k = 0; k < lengthof(loan_states); k++)
+		result = lappend(result, (char *) loan_states[k]);
+	return result;
+}
+
 /* The attachments row of a mapping spec, its mapping view and the rest. */
 static void
 spec_row(RowValues *r, const MappingSpec *m, Oid view)
@@ -431,6 +502,9 @@ spec_row(RowValues *r, const MappingSpec *m, Oid view)
 	set_value(r, "money_kind", TEXTOID, m->money_kind ? CStringGetTextDatum(m->money_kind) : 0,
 			  m->money_kind == NULL);
 	set_name(r, "amount_column", m->amount_column);
+	set_name(r, "outstanding_column", m->outstanding_column);
+	set_value(r, "out_includes", TEXTARRAYOID, m->kind == MAP_CIRCULATIONS ? states_array(m->out_includes) : 0,
+			  m->kind != MAP_CIRCULATIONS);
 	set_value(r, "mapping", OIDOID, ObjectIdGetDatum(view), false);
 }
 
@@ -539,6 +613,7 @@ pg_attach_patrons(PG_FUNCTION_ARGS)
 		m.name_columns = check_name_columns(relid, name_columns);
 	}
 	check_clone_columns(relid, id_column, clone_columns);
+	m.deleted_condition = condition_arg(fcinfo, 5, relid, "deleted_when");
 
 	/* everything checked: now change things, keeping writers out meanwhile */
 	relname = qualified_relname(relid);
@@ -636,6 +711,10 @@ pg_attach_circulations(PG_FUNCTION_ARGS)
 	check_due_column(relid, m.due_column);
 	m.condition = condition_arg(fcinfo, 3, relid, "open_when");
 	m.lost_condition = condition_arg(fcinfo, 4, relid, "lost_when");
+	m.claims_returned_condition = condition_arg(fcinfo, 5, relid, "claims_returned_when");
+	m.long_overdue_condition = condition_arg(fcinfo, 6, relid, "long_overdue_when");
+	m.renewal_condition = condition_arg(fcinfo, 7, relid, "renewal_when");
+	m.out_includes = PG_ARGISNULL(8) ? all_loan_states() : out_includes_arg(fcinfo, 8);
 
 	lock_for_attach(relid);
 	warn_missing_index(relid, m.patron_column,
@@ -698,6 +777,11 @@ pg_attach_money(PG_FUNCTION_ARGS)
 	}
 	m.via = OidIsValid(via);
 	m.condition = condition_arg(fcinfo, 7, relid, "counts_when");
+	if (!PG_ARGISNULL(8))
+	{
+		m.outstanding_column = NameStr(*PG_GETARG_NAME(8));
+		check_outstanding_column(relid, m.outstanding_column);
+	}
 
 	lock_for_attach(relid);
 	warn_missing_index(relid, m.patron_column,
@@ -758,7 +842,8 @@ pg_alter_attachment(PG_FUNCTION_ARGS)
 	enum
 	{
 		ARG_TABLE, ARG_PATRON, ARG_BARCODE, ARG_NAMES, ARG_CLONE, ARG_ACTIVE, ARG_DUE,
-		ARG_OPEN, ARG_LOST, ARG_AMOUNT, ARG_COUNTS, ARG_VIA, ARG_VIA_ID, ARG_VIA_PATRON
+		ARG_OPEN, ARG_LOST, ARG_AMOUNT, ARG_COUNTS, ARG_VIA, ARG_VIA_ID, ARG_VIA_PATRON,
+		ARG_DELETED, ARG_CLAIMS, ARG_LONG, ARG_RENEWAL, ARG_OUT_INCLUDES, ARG_OUTSTANDING
 	};
 
 	require_arg(fcinfo, ARG_TABLE, "attached_table");
@@ -789,6 +874,12 @@ pg_alter_attachment(PG_FUNCTION_ARGS)
 	check_applies(fcinfo, ARG_VIA, "via", a, KIND(MAP_MONEY));
 	check_applies(fcinfo, ARG_VIA_ID, "via_id_column", a, KIND(MAP_MONEY));
 	check_applies(fcinfo, ARG_VIA_PATRON, "via_patron_column", a, KIND(MAP_MONEY));
+	check_applies(fcinfo, ARG_DELETED, "deleted_when", a, KIND(MAP_PATRONS));
+	check_applies(fcinfo, ARG_CLAIMS, "claims_returned_when", a, KIND(MAP_CIRCULATIONS));
+	check_applies(fcinfo, ARG_LONG, "long_overdue_when", a, KIND(MAP_CIRCULATIONS));
+	check_applies(fcinfo, ARG_RENEWAL, "renewal_when", a, KIND(MAP_CIRCULATIONS));
+	check_applies(fcinfo, ARG_OUT_INCLUDES, "out_includes", a, KIND(MAP_CIRCULATIONS));
+	check_applies(fcinfo, ARG_OUTSTANDING, "outstanding_column", a, KIND(MAP_MONEY));
 	if (a->kind == MAP_MONEY && !OidIsValid(a->via_relid) && PG_ARGISNULL(ARG_VIA) &&
 		(!PG_ARGISNULL(ARG_VIA_ID) || !PG_ARGISNULL(ARG_VIA_PATRON)))
 		ereport(ERROR,
@@ -825,6 +916,8 @@ pg_alter_attachment(PG_FUNCTION_ARGS)
 					check_clone_columns(relid, m.id_column, PG_GETARG_DATUM(ARG_CLONE));
 					set_value(&r, "clone_columns", NAMEARRAYOID, PG_GETARG_DATUM(ARG_CLONE), false);
 				}
+				m.deleted_condition = PG_ARGISNULL(ARG_DELETED) ? mapping_condition(a, "is_deleted") :
+					condition_arg(fcinfo, ARG_DELETED, relid, "deleted_when");
 				break;
 			}
 		case MAP_CARDS:
@@ -849,6 +942,14 @@ pg_alter_attachment(PG_FUNCTION_ARGS)
 				condition_arg(fcinfo, ARG_OPEN, relid, "open_when");
 			m.lost_condition = PG_ARGISNULL(ARG_LOST) ? mapping_condition(a, "is_lost") :
 				condition_arg(fcinfo, ARG_LOST, relid, "lost_when");
+			m.claims_returned_condition = PG_ARGISNULL(ARG_CLAIMS) ? mapping_condition(a, "is_claims_returned") :
+				condition_arg(fcinfo, ARG_CLAIMS, relid, "claims_returned_when");
+			m.long_overdue_condition = PG_ARGISNULL(ARG_LONG) ? mapping_condition(a, "is_long_overdue") :
+				condition_arg(fcinfo, ARG_LONG, relid, "long_overdue_when");
+			m.renewal_condition = PG_ARGISNULL(ARG_RENEWAL) ? mapping_condition(a, "is_renewal") :
+				condition_arg(fcinfo, ARG_RENEWAL, relid, "renewal_when");
+			m.out_includes = PG_ARGISNULL(ARG_OUT_INCLUDES) ? a->out_includes :
+				out_includes_arg(fcinfo, ARG_OUT_INCLUDES);
 			break;
 		case MAP_MONEY:
 			if (m.patron_column == NULL)
@@ -856,6 +957,10 @@ pg_alter_attachment(PG_FUNCTION_ARGS)
 			check_amount_column(relid, m.amount_column);
 			m.condition = PG_ARGISNULL(ARG_COUNTS) ? mapping_condition(a, "counts") :
 				condition_arg(fcinfo, ARG_COUNTS, relid, "counts_when");
+			m.outstanding_column = PG_ARGISNULL(ARG_OUTSTANDING) ? a->outstanding_column :
+				NameStr(*PG_GETARG_NAME(ARG_OUTSTANDING));
+			if (m.outstanding_column)
+				check_outstanding_column(relid, m.outstanding_column);
 			break;
 	}
 
@@ -1041,6 +1146,7 @@ mapping_from_old_row(Oid relid, const char *condition, const char *lost_conditio
 	m.via = SPI_getvalue(row, tt->tupdesc, 9) != NULL;
 	m.condition = condition;
 	m.lost_condition = lost_condition;
+	m.out_includes = all_loan_states();	/* as those versions counted */
 	return create_mapping_view(&m);
 }
 

@@ -144,12 +144,45 @@ delta_add_amount(DeltaSet *set, Numeric *sum, Size *room, Datum value, bool nega
 void
 delta_add(DeltaSet *set, PatronDelta *d, const PatronDelta *from, bool negate)
 {
-	d->out += negate ? -from->out : from->out;
-	d->lost += negate ? -from->lost : from->lost;
-	if (from->billed)
-		delta_add_amount(set, &d->billed, &d->billed_room, NumericGetDatum(from->billed), negate);
-	if (from->paid)
-		delta_add_amount(set, &d->paid, &d->paid_room, NumericGetDatum(from->paid), negate);
+	for (int c = 0; c < N_COUNTS; c++)
+		d->count[c] += negate ? -from->count[c] : from->count[c];
+	for (int a = 0; a < N_AMOUNTS; a++)
+		if (from->amount[a])
+			delta_add_amount(set, &d->amount[a], &d->room[a], NumericGetDatum(from->amount[a]), negate);
+}
+
+/*
+ * d += the figures of a row (or -= when negate): N_FIGURES values in
+ * figure order, counts as int4 (a mapping view's row) or int8 (a sum), a
+ * NULL value meaning zero.
+ */
+void
+delta_add_values(DeltaSet *set, PatronDelta *d, const Datum *values, const bool *isnull,
+				 bool counts_int8, bool negate)
+{
+	for (int c = 0; c < N_COUNTS; c++)
+		if (!isnull[c])
+		{
+			int64		v = counts_int8 ? DatumGetInt64(values[c]) : DatumGetInt32(values[c]);
+
+			d->count[c] += negate ? -v : v;
+		}
+	for (int a = 0; a < N_AMOUNTS; a++)
+		if (!isnull[N_COUNTS + a])
+			delta_add_amount(set, &d->amount[a], &d->room[a], values[N_COUNTS + a], negate);
+}
+
+/* Does a delta change anything? */
+static bool
+delta_nonzero(const PatronDelta *d)
+{
+	for (int c = 0; c < N_COUNTS; c++)
+		if (d->count[c] != 0)
+			return true;
+	for (int a = 0; a < N_AMOUNTS; a++)
+		if (numeric_nonzero(d->amount[a]))
+			return true;
+	return false;
 }
 
 /* qsort comparator of PatronDelta pointers, by patron. */
@@ -180,7 +213,7 @@ nonzero_deltas(DeltaSet *set, int *count)
 
 		hash_seq_init(&status, set->hash);
 		while ((d = hash_seq_search(&status)) != NULL)
-			if (d->out != 0 || d->lost != 0 || numeric_nonzero(d->billed) || numeric_nonzero(d->paid))
+			if (delta_nonzero(d))
 				out[n++] = d;
 	}
 	else
@@ -188,7 +221,7 @@ nonzero_deltas(DeltaSet *set, int *count)
 		{
 			PatronDelta *d = &set->small[i];
 
-			if (d->out != 0 || d->lost != 0 || numeric_nonzero(d->billed) || numeric_nonzero(d->paid))
+			if (delta_nonzero(d))
 				out[n++] = d;
 		}
 	if (n > 1)
@@ -209,109 +242,100 @@ make_array(Datum *d, int n, Oid type)
 	return PointerGetDatum(construct_array(d, n, type, len, byval, align));
 }
 
+/* The types of the figures, as parameters: counts int8, amounts numeric (array types when many). */
+static void
+figure_types(Oid *types, bool arrays)
+{
+	for (int f = 0; f < N_FIGURES; f++)
+		types[f] = f < N_COUNTS ? (arrays ? INT8ARRAYOID : INT8OID) : (arrays ? NUMERICARRAYOID : NUMERICOID);
+}
+
+/* A delta's figures as parameter values (an amount that is NULL is zero). */
+static void
+delta_values(const PatronDelta *d, Datum *values)
+{
+	Datum		zero = NumericGetDatum(numeric_zero());
+
+	for (int c = 0; c < N_COUNTS; c++)
+		values[c] = Int64GetDatum(d->count[c]);
+	for (int a = 0; a < N_AMOUNTS; a++)
+		values[N_COUNTS + a] = d->amount[a] ? NumericGetDatum(d->amount[a]) : zero;
+}
+
 /*
  * The common case, a statement that concerns one patron (a checkout, a
  * payment): two single-row UPDATEs with scalar parameters, account then
  * group.  Lock order needs no sorting with one row of each.  args holds the
- * patron, items out, items lost, billed and paid.
+ * patron, then the figures.
  */
 static void
 apply_one_delta(Datum *args)
 {
 	static SPIPlanPtr account_plan = NULL;
 	static SPIPlanPtr group_plan = NULL;
-	Oid			types[5] = {INT8OID, INT8OID, INT8OID, NUMERICOID, NUMERICOID};
+	Oid			types[1 + N_FIGURES];
 	bool		isnull;
 
-	run_kept(kept_plan(&account_plan,
-					   "UPDATE " PG_SCHEMA ".accounts SET "
-					   "items_out = items_out OPERATOR(pg_catalog.+) $2, "
-					   "items_lost = items_lost OPERATOR(pg_catalog.+) $3, "
-					   "amount_billed = amount_billed OPERATOR(pg_catalog.+) $4, "
-					   "amount_paid = amount_paid OPERATOR(pg_catalog.+) $5 "
-					   "WHERE patron_id OPERATOR(pg_catalog.=) $1 RETURNING group_id",
-					   5, types),
-			 args, NULL, false, SPI_OK_UPDATE_RETURNING);
+	types[0] = INT8OID;
+	figure_types(types + 1, false);
+	if (account_plan == NULL)
+	{
+		(void) kept_plan(&account_plan, apply_one_sql("accounts", "patron_id", true), 1 + N_FIGURES, types);
+		(void) kept_plan(&group_plan, apply_one_sql("groups", "group_id", false), 1 + N_FIGURES, types);
+	}
+	run_kept(account_plan, args, NULL, false, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed == 0)
 		return;					/* not a patron of the attached table */
 	args[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (isnull)
 		return;					/* not in a group */
-	run_kept(kept_plan(&group_plan,
-					   "UPDATE " PG_SCHEMA ".groups SET "
-					   "items_out = items_out OPERATOR(pg_catalog.+) $2, "
-					   "items_lost = items_lost OPERATOR(pg_catalog.+) $3, "
-					   "amount_billed = amount_billed OPERATOR(pg_catalog.+) $4, "
-					   "amount_paid = amount_paid OPERATOR(pg_catalog.+) $5 "
-					   "WHERE group_id OPERATOR(pg_catalog.=) $1",
-					   5, types),
-			 args, NULL, false, SPI_OK_UPDATE);
+	run_kept(group_plan, args, NULL, false, SPI_OK_UPDATE);
 }
 
 /*
- * Apply deltas given as five arrays (patron ids sorted ascending, items out,
- * items lost, billed, paid) to accounts and then groups, in the lock order.
+ * Apply deltas given as arrays (patron ids sorted ascending, then each
+ * figure) to accounts and then groups, in the lock order.
  */
 static void
 apply_many_deltas(Datum *args, const int64 *patrons, int n)
 {
 	static SPIPlanPtr accounts_plan = NULL;
 	static SPIPlanPtr groups_plan = NULL;
-	Oid			types[5] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID};
+	Oid			types[1 + N_FIGURES];
 	uint64		ngroups;
 	int64	   *groups;
-	Datum	   *cols[5];
+	Datum	   *cols[1 + N_FIGURES];
 
+	types[0] = INT8ARRAYOID;
+	figure_types(types + 1, true);
+	if (accounts_plan == NULL)
+	{
+		(void) kept_plan(&accounts_plan, apply_many_accounts_sql(), 1 + N_FIGURES, types);
+		(void) kept_plan(&groups_plan, apply_many_groups_sql(), 1 + N_FIGURES, types);
+	}
 	(void) lock_accounts(patrons, n, NULL);
-	run_kept(kept_plan(&accounts_plan,
-					   "WITH d AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
-					   "pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5)) AS d(p, o, l, b, y)), "
-					   "u AS (UPDATE " PG_SCHEMA ".accounts a SET "
-					   "items_out = a.items_out OPERATOR(pg_catalog.+) d.o, "
-					   "items_lost = a.items_lost OPERATOR(pg_catalog.+) d.l, "
-					   "amount_billed = a.amount_billed OPERATOR(pg_catalog.+) d.b, "
-					   "amount_paid = a.amount_paid OPERATOR(pg_catalog.+) d.y "
-					   "FROM d WHERE a.patron_id OPERATOR(pg_catalog.=) d.p "
-					   "RETURNING a.group_id, d.o, d.l, d.b, d.y) "
-					   "SELECT u.group_id, pg_catalog.sum(u.o)::pg_catalog.int8, pg_catalog.sum(u.l)::pg_catalog.int8, "
-					   "pg_catalog.sum(u.b), pg_catalog.sum(u.y) FROM u WHERE u.group_id IS NOT NULL "
-					   "GROUP BY u.group_id ORDER BY u.group_id",
-					   5, types),
-			 args, NULL, false, SPI_OK_SELECT);
+	run_kept(accounts_plan, args, NULL, false, SPI_OK_SELECT);
 
 	ngroups = SPI_processed;
 	if (ngroups == 0)
 		return;
-	/* the per-group sums, in group_id order, as five arrays again */
+	/* the per-group sums, in group_id order, as arrays again */
 	groups = palloc(sizeof(int64) * ngroups);
-	for (int c = 0; c < 5; c++)
+	for (int c = 0; c < 1 + N_FIGURES; c++)
 		cols[c] = palloc(sizeof(Datum) * ngroups);
 	for (uint64 r = 0; r < ngroups; r++)
 	{
 		bool		isnull;
 
-		for (int c = 0; c < 5; c++)
+		for (int c = 0; c < 1 + N_FIGURES; c++)
 			cols[c][r] = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, c + 1, &isnull);
 		groups[r] = DatumGetInt64(cols[0][r]);
 	}
-	args[0] = make_array(cols[0], (int) ngroups, INT8OID);
-	args[1] = make_array(cols[1], (int) ngroups, INT8OID);
-	args[2] = make_array(cols[2], (int) ngroups, INT8OID);
-	args[3] = make_array(cols[3], (int) ngroups, NUMERICOID);
-	args[4] = make_array(cols[4], (int) ngroups, NUMERICOID);
+	for (int c = 0; c < 1 + N_FIGURES; c++)
+		args[c] = make_array(cols[c], (int) ngroups, c <= N_COUNTS ? INT8OID : NUMERICOID);
 	if (ngroups > 1)
 		lock_groups(groups, (int) ngroups);
-	run_kept(kept_plan(&groups_plan,
-					   "UPDATE " PG_SCHEMA ".groups g SET "
-					   "items_out = g.items_out OPERATOR(pg_catalog.+) d.o, "
-					   "items_lost = g.items_lost OPERATOR(pg_catalog.+) d.l, "
-					   "amount_billed = g.amount_billed OPERATOR(pg_catalog.+) d.b, "
-					   "amount_paid = g.amount_paid OPERATOR(pg_catalog.+) d.y "
-					   "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), "
-					   "pg_catalog.unnest($4), pg_catalog.unnest($5)) AS d(g, o, l, b, y) "
-					   "WHERE g.group_id OPERATOR(pg_catalog.=) d.g",
-					   5, types),
-			 args, NULL, false, SPI_OK_UPDATE);
+	run_kept(groups_plan, args, NULL, false, SPI_OK_UPDATE);
 }
 
 /*
@@ -322,9 +346,8 @@ apply_many_deltas(Datum *args, const int64 *patrons, int n)
 void
 apply_deltas(PatronDelta **deltas, int n)
 {
-	Datum		args[5];
-	Datum		zero = NumericGetDatum(numeric_zero());
-	Datum	   *cols[5];
+	Datum		args[1 + N_FIGURES];
+	Datum	   *cols[1 + N_FIGURES];
 	int64	   *patrons;
 
 	if (n == 0)
@@ -333,69 +356,63 @@ apply_deltas(PatronDelta **deltas, int n)
 	if (n == 1)
 	{
 		args[0] = Int64GetDatum(deltas[0]->patron);
-		args[1] = Int64GetDatum(deltas[0]->out);
-		args[2] = Int64GetDatum(deltas[0]->lost);
-		args[3] = deltas[0]->billed ? NumericGetDatum(deltas[0]->billed) : zero;
-		args[4] = deltas[0]->paid ? NumericGetDatum(deltas[0]->paid) : zero;
+		delta_values(deltas[0], args + 1);
 		apply_one_delta(args);
 		return;
 	}
 	patrons = palloc(sizeof(int64) * n);
-	for (int c = 0; c < 5; c++)
+	for (int c = 0; c < 1 + N_FIGURES; c++)
 		cols[c] = palloc(sizeof(Datum) * n);
 	for (int i = 0; i < n; i++)
 	{
+		Datum		v[N_FIGURES];
+
 		/* the lock order: nonzero_deltas() sorted them, one per patron */
 		Assert(i == 0 || deltas[i - 1]->patron < deltas[i]->patron);
 		patrons[i] = deltas[i]->patron;
 		cols[0][i] = Int64GetDatum(deltas[i]->patron);
-		cols[1][i] = Int64GetDatum(deltas[i]->out);
-		cols[2][i] = Int64GetDatum(deltas[i]->lost);
-		cols[3][i] = deltas[i]->billed ? NumericGetDatum(deltas[i]->billed) : zero;
-		cols[4][i] = deltas[i]->paid ? NumericGetDatum(deltas[i]->paid) : zero;
+		delta_values(deltas[i], v);
+		for (int f = 0; f < N_FIGURES; f++)
+			cols[1 + f][i] = v[f];
 	}
-	args[0] = make_array(cols[0], n, INT8OID);
-	args[1] = make_array(cols[1], n, INT8OID);
-	args[2] = make_array(cols[2], n, INT8OID);
-	args[3] = make_array(cols[3], n, NUMERICOID);
-	args[4] = make_array(cols[4], n, NUMERICOID);
+	for (int c = 0; c < 1 + N_FIGURES; c++)
+		args[c] = make_array(cols[c], n, c <= N_COUNTS ? INT8OID : NUMERICOID);
 	apply_many_deltas(args, patrons, n);
 }
 
-#define GROUP_ADJUST_SQL \
-	"UPDATE " PG_SCHEMA ".groups SET member_count = member_count OPERATOR(pg_catalog.+) $2, " \
-	"lead_count = lead_count OPERATOR(pg_catalog.+) $3, " \
-	"items_out = items_out OPERATOR(pg_catalog.+) $4, " \
-	"items_lost = items_lost OPERATOR(pg_catalog.+) $5, " \
-	"amount_billed = amount_billed OPERATOR(pg_catalog.+) $6, " \
-	"amount_paid = amount_paid OPERATOR(pg_catalog.+) $7 " \
-	"WHERE group_id OPERATOR(pg_catalog.=) $1 RETURNING member_count"
-
 static SPIPlanPtr group_adjust_plan = NULL;
+
+/* The kept plan that adds a member, a lead and figures to a group. */
+static SPIPlanPtr
+group_adjust(void)
+{
+	Oid			types[3 + N_FIGURES] = {INT8OID, INT4OID, INT4OID};
+
+	figure_types(types + 3, false);
+	return kept_plan(&group_adjust_plan, adjust_group_sql(), 3 + N_FIGURES, types);
+}
 
 /*
  * Add a member (sign 1) or take one away (sign -1) from a group's counts
- * and totals, carrying the member's totals; remove the group once it is
- * empty.  The caller holds the account's and the group's locks.
+ * and totals, carrying the member's figures (counts int8, amounts numeric,
+ * in figure order); remove the group once it is empty.  The caller holds
+ * the account's and the group's locks.
  */
 void
-adjust_group(int64 group_id, int sign, bool lead, int64 items_out, int64 items_lost,
-			 Datum billed, Datum paid)
+adjust_group(int64 group_id, int sign, bool lead, const Datum *figures)
 {
 	static SPIPlanPtr drop_plan = NULL;
-	Oid			types[7] = {INT8OID, INT4OID, INT4OID, INT8OID, INT8OID, NUMERICOID, NUMERICOID};
-	Datum		values[7];
+	Oid			types[1] = {INT8OID};
+	Datum		values[3 + N_FIGURES];
 	bool		isnull;
 
 	values[0] = Int64GetDatum(group_id);
 	values[1] = Int32GetDatum(sign);
 	values[2] = Int32GetDatum(lead ? sign : 0);
-	values[3] = Int64GetDatum(sign * items_out);
-	values[4] = Int64GetDatum(sign * items_lost);
-	values[5] = sign > 0 ? billed : DirectFunctionCall1(numeric_uminus, billed);
-	values[6] = sign > 0 ? paid : DirectFunctionCall1(numeric_uminus, paid);
-	run_kept(kept_plan(&group_adjust_plan, GROUP_ADJUST_SQL, 7, types),
-			 values, NULL, false, SPI_OK_UPDATE_RETURNING);
+	for (int f = 0; f < N_FIGURES; f++)
+		values[3 + f] = f < N_COUNTS ? Int64GetDatum(sign * DatumGetInt64(figures[f])) :
+			(sign > 0 ? figures[f] : DirectFunctionCall1(numeric_uminus, figures[f]));
+	run_kept(group_adjust(), values, NULL, false, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed != 1)
 		elog(ERROR, "group " INT64_FORMAT " vanished", group_id);
 	if (DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) == 0)
@@ -409,15 +426,15 @@ adjust_group(int64 group_id, int sign, bool lead, int64 items_out, int64 items_l
 void
 adjust_leads(int64 group_id, int leads)
 {
-	Datum		zero = NumericGetDatum(numeric_zero());
-	Oid			types[7] = {INT8OID, INT4OID, INT4OID, INT8OID, INT8OID, NUMERICOID, NUMERICOID};
+	Datum		values[3 + N_FIGURES];
 
 	/* no member added or taken, no totals moved */
-	Datum		values[7] = {Int64GetDatum(group_id), Int32GetDatum(0), Int32GetDatum(leads),
-	Int64GetDatum(0), Int64GetDatum(0), zero, zero};
-
-	run_kept(kept_plan(&group_adjust_plan, GROUP_ADJUST_SQL, 7, types),
-			 values, NULL, false, SPI_OK_UPDATE_RETURNING);
+	values[0] = Int64GetDatum(group_id);
+	values[1] = Int32GetDatum(0);
+	values[2] = Int32GetDatum(leads);
+	for (int f = 0; f < N_FIGURES; f++)
+		values[3 + f] = f < N_COUNTS ? Int64GetDatum(0) : NumericGetDatum(numeric_zero());
+	run_kept(group_adjust(), values, NULL, false, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed != 1)
 		elog(ERROR, "group " INT64_FORMAT " vanished", group_id);
 }

@@ -75,6 +75,28 @@ new_group_for(int64 patron, const char *reason)
 	return group_id;
 }
 
+/* Refuse patrons the library system deleted (deleted_when): they join no group. */
+static void
+refuse_deleted(const int64 *ids, int n)
+{
+	const Mapping *m = get_mapping();
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum		values[1] = {int8_array(ids, n)};
+	bool		isnull;
+	Datum		d;
+
+	run_sql(psprintf("SELECT pg_catalog.min(p.patron_id::pg_catalog.int8) FROM %s p "
+					 "WHERE p.patron_id OPERATOR(pg_catalog.=) ANY ($1) AND p.is_deleted",
+					 m->patrons->mapping_name),
+			1, types, values, NULL, true, SPI_OK_SELECT);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("patron " INT64_FORMAT " is deleted in the library system", DatumGetInt64(d)),
+				 errhint("A deleted patron joins no group.")));
+}
+
 /*
  * Put patrons into the group of another patron.  Leaving their old group
  * clears their lead flag and consent, as remove_from_group() does.
@@ -115,6 +137,7 @@ move_patrons(int64 *movers, int n, int64 target, const char *reason)
 	SPI_connect();
 	(void) mapping_patrons(false);
 	(void) lock_accounts(ids, m + 1, groups);
+	refuse_deleted(ids, m + 1);
 	target_group = groups[m];
 	for (int i = 0; i < m; i++)
 		if (target_group != 0 && groups[i] == target_group)

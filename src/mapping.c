@@ -178,7 +178,8 @@ read_mapping(void)
 					   "SELECT relid::pg_catalog.oid, kind, id_column, patron_column, barcode_column, "
 					   "name_columns, clone_columns, due_column, money_kind, amount_column, "
 					   "via_relid::pg_catalog.oid, via_id_column, via_patron_column, barcode_index, "
-					   "protected, mapping::pg_catalog.oid "
+					   "protected, mapping::pg_catalog.oid, outstanding_column, "
+					   "out_includes::pg_catalog.name[] "
 					   "FROM " PG_SCHEMA ".attachments ORDER BY relid::pg_catalog.oid", 0, NULL),
 			 NULL, NULL, false, SPI_OK_SELECT);	/* not read-only: see this transaction's own changes */
 	for (uint64 r = 0; r < SPI_processed; r++)
@@ -208,6 +209,11 @@ read_mapping(void)
 		a->barcode_index = row_text(r, 14);
 		a->protected = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 15, &isnull));
 		a->mapping = row_oid(r, 16);
+		a->outstanding_column = row_text(r, 17);
+		a->out_includes = row_names(r, 18);
+		(void) SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 18, &isnull);
+		if (isnull)				/* NULL: every state counts as out, as before 1.2 */
+			a->out_includes = list_make3("lost", "claims_returned", "long_overdue");
 
 		/* a table the library system dropped counts nothing any more */
 		a->dropped = get_rel_name(a->relid) == NULL ||
@@ -609,7 +615,8 @@ comment_mapping_columns(const char *qname, MappingSpec *m)
 	static const char *const patrons[][2] = {
 		{"patron_id", "The patron's id in the library system"},
 		{"barcode", "The barcode in the patron table, if it has one"},
-		{"display_name", "The patron's name as \"Family, Given Other\""}};
+		{"display_name", "The patron's name as \"Family, Given Other\""},
+		{"is_deleted", "Whether the library system has deleted the patron (deleted_when)"}};
 	static const char *const cards[][2] = {
 		{"patron_id", "The patron the card belongs to"},
 		{"barcode", "The card's barcode"},
@@ -619,10 +626,16 @@ comment_mapping_columns(const char *qname, MappingSpec *m)
 		{"due", "When the loan is due"},
 		{"is_open", "Whether the loan is out (open_when)"},
 		{"is_lost", "Whether the loan is lost (lost_when)"},
-		{"items_out", "1 for a loan that is out, else 0"},
-		{"items_lost", "1 for a loan that is out and lost, else 0"},
+		{"is_claims_returned", "Whether the patron claims to have returned it (claims_returned_when)"},
+		{"is_long_overdue", "Whether the loan is long overdue (long_overdue_when)"},
+		{"is_renewal", "Whether the loan renews another (renewal_when): limits do not refuse it"},
+		{"items_out", "1 for an open loan counted as out (out, overdue and the states out_includes names), else 0"},
+		{"items_lost", "1 for an open loan that is lost, else 0"},
+		{"items_claims_returned", "1 for an open loan claimed returned (and not lost), else 0"},
+		{"items_long_overdue", "1 for an open loan long overdue (and neither lost nor claimed returned), else 0"},
 		{"amount_billed", "Always 0: a loan bills nothing"},
-		{"amount_paid", "Always 0: a loan pays nothing"}};
+		{"amount_paid", "Always 0: a loan pays nothing"},
+		{"balance_owed", "Always 0: a loan owes nothing"}};
 	static const char *const money[][2] = {
 		{"patron_id", "The patron the money belongs to"},
 		{"xact_id", "The transaction the money belongs to (the patron is the transaction's)"},
@@ -630,8 +643,11 @@ comment_mapping_columns(const char *qname, MappingSpec *m)
 		{"counts", "Whether the row counts (counts_when)"},
 		{"items_out", "Always 0: money lends nothing"},
 		{"items_lost", "Always 0: money lends nothing"},
+		{"items_claims_returned", "Always 0: money lends nothing"},
+		{"items_long_overdue", "Always 0: money lends nothing"},
 		{"amount_billed", "The row's charge as counted in amount_billed"},
-		{"amount_paid", "The row's payment as counted in amount_paid"}};
+		{"amount_paid", "The row's payment as counted in amount_paid"},
+		{"balance_owed", "What the row leaves owed: its charge minus its payment, or the outstanding_column"}};
 	const char *const (*cols)[2];
 	int			n;
 
@@ -693,10 +709,11 @@ view_column(Query *query, const char *name)
 /*
  * The row expressions of a circulation or money table's mapping view,
  * planned and allocated in the current memory context: exprs[0] the key
- * (patron, or transaction; its type in *key_type), then items out, items
- * lost (int4), billed and paid (numeric).  Those that are the constant zero
- * come back NULL: a loan never bills and a bill never lends, so they need
- * never be evaluated.  The expressions are over the attached table's row
+ * (patron, or transaction; its type in *key_type), then the figures (counts
+ * int4, amounts numeric), and, when asked for, whether a new loan renews
+ * one (*renewal, NULL for never).  Those that are the constant zero come
+ * back NULL: a loan never bills and a bill never lends, so they need never
+ * be evaluated.  The expressions are over the attached table's row
  * (Vars with the view's range table index; the executor evaluates them
  * against whatever scan tuple it is given).
  */
@@ -735,11 +752,8 @@ map_to_member(Query *query, Oid relid, Oid member)
 }
 
 void
-compile_mapping(Oid viewid, Oid relid, Oid member, Expr **exprs, Oid *key_type)
+compile_mapping(Oid viewid, Oid relid, Oid member, Expr **exprs, Oid *key_type, Expr **renewal)
 {
-	static const char *const columns[MAPPING_VALUES] =
-	{NULL, "items_out", "items_lost", "amount_billed", "amount_paid"};
-	static const Oid types[MAPPING_VALUES] = {InvalidOid, INT4OID, INT4OID, NUMERICOID, NUMERICOID};
 	Relation	view;
 	Query	   *query;
 
@@ -762,21 +776,69 @@ compile_mapping(Oid viewid, Oid relid, Oid member, Expr **exprs, Oid *key_type)
 		elog(ERROR, "mapping view \"%s\" has no key column", get_rel_name(viewid));
 	*key_type = exprType((Node *) exprs[0]);
 	exprs[0] = expression_planner(exprs[0]);
-	for (int c = 1; c < MAPPING_VALUES; c++)
+	for (int f = 0; f < N_FIGURES; f++)
 	{
-		Expr	   *e = view_column(query, columns[c]);
+		Oid			type = f < N_COUNTS ? INT4OID : NUMERICOID;
+		Expr	   *e = view_column(query, figure_names[f]);
 
-		if (e == NULL || exprType((Node *) e) != types[c])
+		if (e == NULL || exprType((Node *) e) != type)
 			elog(ERROR, "mapping view \"%s\" has no %s column of type %s",
-				 get_rel_name(viewid), columns[c], format_type_be(types[c]));
+				 get_rel_name(viewid), figure_names[f], format_type_be(type));
 		e = expression_planner(e);
 		if (IsA(e, Const) && !((Const *) e)->constisnull &&
-			(types[c] == INT4OID ? DatumGetInt32(((Const *) e)->constvalue) == 0 :
+			(type == INT4OID ? DatumGetInt32(((Const *) e)->constvalue) == 0 :
 			 DatumGetBool(DirectFunctionCall2(numeric_eq, ((Const *) e)->constvalue,
 											  DirectFunctionCall1(int4_numeric, Int32GetDatum(0))))))
 			e = NULL;
-		exprs[c] = e;
+		exprs[1 + f] = e;
 	}
+	if (renewal)
+	{
+		Expr	   *e = view_column(query, "is_renewal");
+
+		e = e ? expression_planner(e) : NULL;
+		/* the constant false: no loan is a renewal */
+		if (e && IsA(e, Const) && !((Const *) e)->constisnull && !DatumGetBool(((Const *) e)->constvalue))
+			e = NULL;
+		*renewal = e;
+	}
+}
+
+/*
+ * One column of an attached table's mapping view as an expression over a
+ * row of 'member' (the table or a table of its tree), planned, in the
+ * current memory context; NULL when the column is the constant false or
+ * missing.  For the conditions that are not figures: is_deleted.
+ */
+Expr *
+compile_view_column(const Attachment *a, Oid member, const char *column)
+{
+	Relation	view;
+	Query	   *query;
+	Expr	   *e;
+
+	if (a->dropped)
+		return NULL;
+	view = relation_open(a->mapping, AccessShareLock);
+	query = copyObject(mapping_query(view));
+	relation_close(view, AccessShareLock);
+	check_trusted_code(query, a->relid);
+	if (member != a->relid)
+		map_to_member(query, a->relid, member);
+	e = view_column(query, column);
+	if (e == NULL)
+		return NULL;
+	e = expression_planner(e);
+	if (IsA(e, Const) && !((Const *) e)->constisnull && !DatumGetBool(((Const *) e)->constvalue))
+		return NULL;
+	return e;
+}
+
+/* Does a patron table's mapping say when a patron is deleted? */
+bool
+patrons_deleted_when(const Attachment *a)
+{
+	return compile_view_column(a, a->relid, "is_deleted") != NULL;
 }
 
 /*

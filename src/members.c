@@ -65,10 +65,13 @@ pg_group_members(PG_FUNCTION_ARGS)
 				 errmsg("patron " INT64_FORMAT " does not exist", patron)));
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
-		Datum		row[11];
-		bool		rnulls[11];
+		int			natts = rsinfo->setDesc->natts;
+		Datum		row[16];
+		bool		rnulls[16];
 
-		for (int c = 0; c < 11; c++)
+		if (natts > SPI_tuptable->tupdesc->natts || natts > (int) lengthof(row))
+			elog(ERROR, "group_members returns %d columns, its query %d", natts, SPI_tuptable->tupdesc->natts);
+		for (int c = 0; c < natts; c++)
 			row[c] = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, c + 1, &rnulls[c]);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, rnulls);
 	}

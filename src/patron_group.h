@@ -99,6 +99,8 @@ typedef struct Attachment
 	char	   *due_column;		/* circulations: unquoted */
 	char	   *money_kind;		/* money: charge, payment, signed */
 	char	   *amount_column;	/* money: unquoted */
+	char	   *outstanding_column; /* money: unquoted, or NULL */
+	List	   *out_includes;	/* circulations: char * */
 	Oid			via_relid;		/* money naming a transaction: its table */
 	char	   *via_relname;
 	char	   *via_id_name;	/* unquoted */
@@ -134,14 +136,35 @@ typedef struct MappingSpec
 	List	   *name_columns;	/* patrons: char * */
 	const char *condition;		/* active_when, open_when, counts_when; NULL: always */
 	const char *lost_condition; /* circulations; NULL: never */
+	const char *claims_returned_condition;	/* circulations; NULL: never */
+	const char *long_overdue_condition; /* circulations; NULL: never */
+	const char *renewal_condition;	/* circulations: a new loan that renews one; NULL: never */
+	List	   *out_includes;	/* circulations: the states counted as out (char *) */
+	const char *deleted_condition;	/* patrons: deleted in the library system; NULL: never */
+	const char *outstanding_column; /* money: what is still owed on the row, or NULL */
 	const char *due_column;		/* circulations */
 	const char *money_kind;		/* charge, payment, signed */
 	const char *amount_column;	/* money */
 	bool		via;			/* money names a transaction, not a patron */
 } MappingSpec;
 
-/* The row values of a mapping: key, items out, items lost, billed, paid. */
-#define MAPPING_VALUES 5
+/*
+ * The figures kept per account and group, in the order of the mapping
+ * views' columns: counts of loans (bigint in the accounts, integer per row),
+ * then amounts (numeric).
+ */
+#define N_COUNTS 4				/* items_out, items_lost, items_claims_returned, items_long_overdue */
+#define N_AMOUNTS 3				/* amount_billed, amount_paid, balance_owed */
+#define N_FIGURES (N_COUNTS + N_AMOUNTS)
+#define FIGURE_OUT 0
+#define FIGURE_LOST 1
+#define FIGURE_BILLED N_COUNTS
+#define FIGURE_PAID (N_COUNTS + 1)
+#define FIGURE_OWED (N_COUNTS + 2)
+extern const char *const figure_names[N_FIGURES];
+
+/* The row values of a mapping: the key (patron or transaction), then the figures. */
+#define MAPPING_VALUES (1 + N_FIGURES)
 
 extern const Mapping *get_mapping(void);
 extern uint64 mapping_generation(void);
@@ -156,8 +179,11 @@ extern const char *mapping_kind_name(MappingKind kind);
 extern MappingKind mapping_kind_of(const char *name);
 extern Oid	create_mapping_view(MappingSpec *m);
 extern void drop_mapping_view(Oid view);
-extern void compile_mapping(Oid viewid, Oid relid, Oid member, Expr **exprs, Oid *key_type);
+extern void compile_mapping(Oid viewid, Oid relid, Oid member, Expr **exprs, Oid *key_type,
+							Expr **renewal);
 extern char *mapping_condition(const Attachment *a, const char *column);
+extern Expr *compile_view_column(const Attachment *a, Oid member, const char *column);
+extern bool patrons_deleted_when(const Attachment *a);
 
 /* ---------------------------------------------------------------------------
  * sqlgen.c: every SQL text built from the mapping
@@ -178,6 +204,11 @@ extern char *find_patron_sql(const Mapping *m);
 extern char *consent_sql(const char *alias, const char *kind);
 extern char *recount_accounts_sql(const char *expected_sql, bool filtered);
 extern char *recount_groups_sql(bool filtered);
+extern char *verify_sql(const char *expected_sql);
+extern char *apply_one_sql(const char *table, const char *key, bool returning_group);
+extern char *apply_many_accounts_sql(void);
+extern char *apply_many_groups_sql(void);
+extern char *adjust_group_sql(void);
 
 /* ---------------------------------------------------------------------------
  * locks.c: the lock order
@@ -196,12 +227,9 @@ extern void lock_everyone(void);
 typedef struct PatronDelta
 {
 	int64		patron;			/* hash key */
-	int64		out;
-	int64		lost;
-	Numeric		billed;			/* NULL: zero */
-	Numeric		paid;
-	Size		billed_room;
-	Size		paid_room;
+	int64		count[N_COUNTS];
+	Numeric		amount[N_AMOUNTS];	/* NULL: zero */
+	Size		room[N_AMOUNTS];
 } PatronDelta;
 
 #define DELTA_ARRAY_SIZE 16
@@ -220,11 +248,12 @@ extern void deltas_free(DeltaSet *set);
 extern PatronDelta *delta_for(DeltaSet *set, int64 patron);
 extern void delta_add_amount(DeltaSet *set, Numeric *sum, Size *room, Datum value, bool negate);
 extern void delta_add(DeltaSet *set, PatronDelta *d, const PatronDelta *from, bool negate);
+extern void delta_add_values(DeltaSet *set, PatronDelta *d, const Datum *values, const bool *isnull,
+							 bool counts_int8, bool negate);
 extern PatronDelta **nonzero_deltas(DeltaSet *set, int *count);
 extern int	compare_deltas(const void *a, const void *b);
 extern void apply_deltas(PatronDelta **deltas, int n);
-extern void adjust_group(int64 group_id, int sign, bool lead, int64 items_out, int64 items_lost,
-						 Datum billed, Datum paid);
+extern void adjust_group(int64 group_id, int sign, bool lead, const Datum *figures);
 extern void adjust_leads(int64 group_id, int leads);
 extern uint64 write_recount(const char *expected_sql, ArrayType *patron_ids);
 

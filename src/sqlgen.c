@@ -24,26 +24,60 @@ condition_or(const char *condition, const char *dflt)
 	return condition ? psprintf("COALESCE((%s), false)", condition) : dflt;
 }
 
+/* The figures kept per account and group, in the order of the mapping views' columns. */
+const char *const figure_names[N_FIGURES] = {
+	"items_out", "items_lost", "items_claims_returned", "items_long_overdue",
+	"amount_billed", "amount_paid", "balance_owed"
+};
+
+/* The SQL type of a figure in the accounts and groups. */
+static const char *
+figure_type(int f)
+{
+	return f < N_COUNTS ? "pg_catalog.int8" : "pg_catalog.numeric";
+}
+
+/* Does a list of state names hold this one? */
+static bool
+includes(List *states, const char *state)
+{
+	ListCell   *lc;
+
+	foreach(lc, states)
+		if (strcmp(lfirst(lc), state) == 0)
+			return true;
+	return false;
+}
+
 /*
  * The SELECT of a table's mapping view:
  *
  *	 patrons:      SELECT p.<id> AS patron_id, p.<barcode> AS barcode,
- *	                      <display name> AS display_name FROM <table> p
+ *	                      <display name> AS display_name,
+ *	                      COALESCE((<deleted_when>), false) AS is_deleted FROM <table> p
  *	 cards:        SELECT c.<patron> AS patron_id, c.<barcode> AS barcode,
  *	                      COALESCE((<active_when>), false) AS is_active FROM <table> c
  *	 circulations: SELECT r.<patron> AS patron_id, r.<due> AS due,
- *	                      COALESCE((<open_when>), false) AS is_open,
- *	                      COALESCE((<lost_when>), false) AS is_lost,
- *	                      CASE WHEN <open> THEN 1 ELSE 0 END AS items_out,
+ *	                      <open> AS is_open, <lost> AS is_lost,
+ *	                      <claims returned> AS is_claims_returned,
+ *	                      <long overdue> AS is_long_overdue, <renewal> AS is_renewal,
+ *	                      CASE WHEN <open> AND <counted as out> THEN 1 ELSE 0 END AS items_out,
  *	                      CASE WHEN <open> AND <lost> THEN 1 ELSE 0 END AS items_lost,
- *	                      0::numeric AS amount_billed, 0::numeric AS amount_paid FROM <table> r
+ *	                      CASE WHEN <open> AND NOT <lost> AND <claims> THEN 1 ... AS items_claims_returned,
+ *	                      CASE WHEN <open> AND NOT <lost> AND NOT <claims> AND <long> ... AS items_long_overdue,
+ *	                      0::numeric AS amount_billed, ... FROM <table> r
  *	 money:        SELECT r.<patron or transaction> AS patron_id (or xact_id),
  *	                      r.<amount>::numeric AS amount,
  *	                      COALESCE((<counts_when>), false) AS counts,
- *	                      0 AS items_out, 0 AS items_lost,
- *	                      <the row's charge> AS amount_billed, <its payment> AS amount_paid
- *	                      FROM <table> r
+ *	                      0 AS items_out, ..., <the row's charge> AS amount_billed,
+ *	                      <its payment> AS amount_paid,
+ *	                      <what it leaves owed> AS balance_owed FROM <table> r
  *
+ * An open loan is in one state, the first that holds of lost, claims
+ * returned and long overdue, else out (and overdue when its due date has
+ * passed, counted when read); items_out counts those out and the states in
+ * out_includes.  What a money row leaves owed is its charge minus its
+ * payment, or the library system's own outstanding column when it has one.
  * patron_id (and xact_id) keep the table's own type, so that comparing them
  * with a bigint uses the table's index.
  */
@@ -51,16 +85,20 @@ char *
 mapping_view_sql(const MappingSpec *m, const char *rel)
 {
 	StringInfoData sql;
+	const char *zero_amounts = "0::pg_catalog.numeric AS amount_billed, 0::pg_catalog.numeric AS amount_paid, "
+		"0::pg_catalog.numeric AS balance_owed";
 
 	initStringInfo(&sql);
 	switch (m->kind)
 	{
 		case MAP_PATRONS:
-			appendStringInfo(&sql, "SELECT p.%s AS patron_id, %s AS barcode, %s AS display_name FROM %s p",
+			appendStringInfo(&sql, "SELECT p.%s AS patron_id, %s AS barcode, %s AS display_name, "
+							 "%s AS is_deleted FROM %s p",
 							 quote_identifier(m->id_column),
 							 m->barcode_column ? psprintf("p.%s", quote_identifier(m->barcode_column))
 							 : "NULL::pg_catalog.text",
-							 display_name_sql(m->name_columns, quote_identifier(m->id_column), "p"), rel);
+							 display_name_sql(m->name_columns, quote_identifier(m->id_column), "p"),
+							 condition_or(m->deleted_condition, "false"), rel);
 			break;
 		case MAP_CARDS:
 			appendStringInfo(&sql, "SELECT c.%s AS patron_id, c.%s AS barcode, %s AS is_active FROM %s c",
@@ -71,15 +109,32 @@ mapping_view_sql(const MappingSpec *m, const char *rel)
 			{
 				const char *open = condition_or(m->condition, "true");
 				const char *lost = condition_or(m->lost_condition, "false");
+				const char *claims = condition_or(m->claims_returned_condition, "false");
+				const char *longo = condition_or(m->long_overdue_condition, "false");
+				char	   *in_claims = psprintf("NOT %s AND %s", lost, claims);
+				char	   *in_long = psprintf("NOT %s AND NOT %s AND %s", lost, claims, longo);
+				StringInfoData out;
 
+				/* items out: every open loan, but for the states not counted as out */
+				initStringInfo(&out);
+				appendStringInfoString(&out, open);
+				if (!includes(m->out_includes, "lost"))
+					appendStringInfo(&out, " AND NOT %s", lost);
+				if (!includes(m->out_includes, "claims_returned"))
+					appendStringInfo(&out, " AND NOT (%s)", in_claims);
+				if (!includes(m->out_includes, "long_overdue"))
+					appendStringInfo(&out, " AND NOT (%s)", in_long);
 				appendStringInfo(&sql,
 								 "SELECT r.%s AS patron_id, r.%s AS due, %s AS is_open, %s AS is_lost, "
+								 "%s AS is_claims_returned, %s AS is_long_overdue, %s AS is_renewal, "
 								 "CASE WHEN %s THEN 1 ELSE 0 END AS items_out, "
 								 "CASE WHEN %s AND %s THEN 1 ELSE 0 END AS items_lost, "
-								 "0::pg_catalog.numeric AS amount_billed, 0::pg_catalog.numeric AS amount_paid "
-								 "FROM %s r",
+								 "CASE WHEN %s AND %s THEN 1 ELSE 0 END AS items_claims_returned, "
+								 "CASE WHEN %s AND %s THEN 1 ELSE 0 END AS items_long_overdue, "
+								 "%s FROM %s r",
 								 quote_identifier(m->patron_column), quote_identifier(m->due_column),
-								 open, lost, open, open, lost, rel);
+								 open, lost, claims, longo, condition_or(m->renewal_condition, "false"),
+								 out.data, open, lost, open, in_claims, open, in_long, zero_amounts, rel);
 				break;
 			}
 		case MAP_MONEY:
@@ -89,16 +144,19 @@ mapping_view_sql(const MappingSpec *m, const char *rel)
 				const char *zero = "0::pg_catalog.numeric";
 				char	   *billed;
 				char	   *paid;
+				char	   *owed;
 
 				if (strcmp(m->money_kind, "charge") == 0)
 				{
 					billed = psprintf("CASE WHEN %s THEN %s ELSE %s END", counts, amount, zero);
 					paid = (char *) zero;
+					owed = billed;
 				}
 				else if (strcmp(m->money_kind, "payment") == 0)
 				{
 					billed = (char *) zero;
 					paid = psprintf("CASE WHEN %s THEN %s ELSE %s END", counts, amount, zero);
+					owed = psprintf("CASE WHEN %s THEN OPERATOR(pg_catalog.-) %s ELSE %s END", counts, amount, zero);
 				}
 				else
 				{
@@ -108,17 +166,79 @@ mapping_view_sql(const MappingSpec *m, const char *rel)
 					paid = psprintf("CASE WHEN %s AND %s OPERATOR(pg_catalog.<) 0 "
 									"THEN OPERATOR(pg_catalog.-) %s ELSE %s END",
 									counts, amount, amount, zero);
+					owed = psprintf("CASE WHEN %s THEN %s ELSE %s END", counts, amount, zero);
 				}
+				if (m->outstanding_column)
+					owed = psprintf("CASE WHEN %s THEN COALESCE(r.%s::pg_catalog.numeric, %s) ELSE %s END",
+									counts, quote_identifier(m->outstanding_column), zero, zero);
 				appendStringInfo(&sql,
 								 "SELECT r.%s AS %s, %s AS amount, %s AS counts, "
-								 "0 AS items_out, 0 AS items_lost, %s AS amount_billed, %s AS amount_paid "
-								 "FROM %s r",
+								 "0 AS items_out, 0 AS items_lost, 0 AS items_claims_returned, "
+								 "0 AS items_long_overdue, %s AS amount_billed, %s AS amount_paid, "
+								 "%s AS balance_owed FROM %s r",
 								 quote_identifier(m->patron_column), m->via ? "xact_id" : "patron_id",
-								 amount, counts, billed, paid, rel);
+								 amount, counts, billed, paid, owed, rel);
 				break;
 			}
 	}
 	return sql.data;
+}
+
+/* "<alias>.items_out, <alias>.items_lost, ...": the figures of a row (alias NULL: the bare names). */
+static char *
+figures_of(const char *alias)
+{
+	StringInfoData s;
+
+	initStringInfo(&s);
+	for (int f = 0; f < N_FIGURES; f++)
+		appendStringInfo(&s, "%s%s%s%s", f ? ", " : "", alias ? alias : "", alias ? "." : "",
+						 figure_names[f]);
+	return s.data;
+}
+
+/* "sum(<alias>.items_out)::int8 AS items_out, ...": the figures summed, named. */
+static char *
+figure_sums(const char *alias)
+{
+	StringInfoData s;
+
+	initStringInfo(&s);
+	for (int f = 0; f < N_FIGURES; f++)
+		appendStringInfo(&s, "%spg_catalog.sum(%s.%s)::%s AS %s", f ? ", " : "", alias,
+						 figure_names[f], figure_type(f), figure_names[f]);
+	return s.data;
+}
+
+/* "0::int8 AS items_out, ...": no figures. */
+static char *
+figure_zeros(void)
+{
+	StringInfoData s;
+
+	initStringInfo(&s);
+	for (int f = 0; f < N_FIGURES; f++)
+		appendStringInfo(&s, "%s0::%s AS %s", f ? ", " : "", figure_type(f), figure_names[f]);
+	return s.data;
+}
+
+/* "items_out = <target>.items_out + <delta>.items_out, ...", or "= $k" from first_param. */
+static char *
+figure_adds(const char *target, const char *delta, int first_param)
+{
+	StringInfoData s;
+
+	initStringInfo(&s);
+	for (int f = 0; f < N_FIGURES; f++)
+	{
+		appendStringInfo(&s, "%s%s = %s%s%s OPERATOR(pg_catalog.+) ", f ? ", " : "", figure_names[f],
+						 target ? target : "", target ? "." : "", figure_names[f]);
+		if (delta)
+			appendStringInfo(&s, "%s.%s", delta, figure_names[f]);
+		else
+			appendStringInfo(&s, "$%d", first_param + f);
+	}
+	return s.data;
 }
 
 /*
@@ -155,27 +275,24 @@ display_name_sql(List *name_columns, const char *id_column, const char *alias)
  * SQL: each row of an attached table as its mapping view gives it, with the
  * patron it counts for:
  *
- *	 SELECT m.patron_id::int8 AS p, m.items_out AS o, m.items_lost AS l,
- *	        m.amount_billed AS b, m.amount_paid AS y FROM <mapping> m
+ *	 SELECT m.patron_id::int8 AS p, m.items_out, ..., m.balance_owed FROM <mapping> m
  *	        [WHERE m.patron_id = ANY ($1)]
  *
  * or, for money naming a transaction, joined to the transaction table:
  *
- *	 SELECT v.<patron>::int8 AS p, ... FROM <mapping> m
+ *	 SELECT v.<patron>::int8 AS p, m.items_out, ... FROM <mapping> m
  *	   JOIN <transactions> v ON v.<id> = m.xact_id [WHERE v.<patron> = ANY ($1)]
  */
 static char *
 source_rows_sql(const Attachment *s, bool filtered)
 {
 	if (s->via_relid == InvalidOid)
-		return psprintf("SELECT m.patron_id::pg_catalog.int8 AS p, m.items_out AS o, m.items_lost AS l, "
-						"m.amount_billed AS b, m.amount_paid AS y FROM %s m%s",
-						s->mapping_name,
+		return psprintf("SELECT m.patron_id::pg_catalog.int8 AS p, %s FROM %s m%s",
+						figures_of("m"), s->mapping_name,
 						filtered ? " WHERE m.patron_id OPERATOR(pg_catalog.=) ANY ($1)" : "");
-	return psprintf("SELECT v.%s::pg_catalog.int8 AS p, m.items_out AS o, m.items_lost AS l, "
-					"m.amount_billed AS b, m.amount_paid AS y FROM %s m "
+	return psprintf("SELECT v.%s::pg_catalog.int8 AS p, %s FROM %s m "
 					"JOIN %s v ON v.%s OPERATOR(pg_catalog.=) m.xact_id%s",
-					s->via_patron_column, s->mapping_name, s->via_relname, s->via_id_column,
+					s->via_patron_column, figures_of("m"), s->mapping_name, s->via_relname, s->via_id_column,
 					filtered ? psprintf(" WHERE v.%s OPERATOR(pg_catalog.=) ANY ($1)", s->via_patron_column) : "");
 }
 
@@ -183,7 +300,7 @@ source_rows_sql(const Attachment *s, bool filtered)
  * SQL: the per-patron totals the attached tables hold (verify, rebuild),
  * only of the patrons in $1 (int8[]) when filtered:
  *
- *	 SELECT d.p, sum(d.o)::int8 AS o, sum(d.l)::int8 AS l, sum(d.b) AS b, sum(d.y) AS y
+ *	 SELECT d.p, sum(d.items_out)::int8 AS items_out, ..., sum(d.balance_owed) AS balance_owed
  *	   FROM (<rows of each table> UNION ALL ...) d WHERE d.p IS NOT NULL GROUP BY d.p
  */
 char *
@@ -197,12 +314,9 @@ expected_totals_sql(List *sources, bool filtered)
 		appendStringInfo(&rows, "%s%s", rows.len ? " UNION ALL " : "",
 						 source_rows_sql(lfirst(lc), filtered));
 	if (rows.len == 0)
-		appendStringInfoString(&rows, "SELECT NULL::pg_catalog.int8 AS p, 0 AS o, 0 AS l, "
-							   "0::pg_catalog.numeric AS b, 0::pg_catalog.numeric AS y WHERE false");
-	return psprintf("SELECT d.p, pg_catalog.sum(d.o)::pg_catalog.int8 AS o, "
-					"pg_catalog.sum(d.l)::pg_catalog.int8 AS l, pg_catalog.sum(d.b) AS b, "
-					"pg_catalog.sum(d.y) AS y FROM (%s) d WHERE d.p IS NOT NULL GROUP BY d.p",
-					rows.data);
+		appendStringInfo(&rows, "SELECT NULL::pg_catalog.int8 AS p, %s WHERE false", figure_zeros());
+	return psprintf("SELECT d.p, %s FROM (%s) d WHERE d.p IS NOT NULL GROUP BY d.p",
+					figure_sums("d"), rows.data);
 }
 
 /*
@@ -210,7 +324,8 @@ expected_totals_sql(List *sources, bool filtered)
  *
  *	 (SELECT count(*) FROM <mapping> overdue_loan
  *	   WHERE overdue_loan.patron_id = <patron_expr> AND overdue_loan.is_open
- *	     AND NOT overdue_loan.is_lost AND overdue_loan.due < now()) + ...
+ *	     AND NOT overdue_loan.is_lost AND NOT overdue_loan.is_claims_returned
+ *	     AND NOT overdue_loan.is_long_overdue AND overdue_loan.due < now()) + ...
  *
  * Overdue depends on the clock, not on a row change, so it is never stored.
  */
@@ -231,6 +346,7 @@ overdue_sql(List *sources, const char *patron_expr)
 		appendStringInfo(&sql, "%s(SELECT pg_catalog.count(*) FROM %s overdue_loan "
 						 "WHERE overdue_loan.patron_id OPERATOR(pg_catalog.=) %s "
 						 "AND overdue_loan.is_open AND NOT overdue_loan.is_lost "
+						 "AND NOT overdue_loan.is_claims_returned AND NOT overdue_loan.is_long_overdue "
 						 "AND overdue_loan.due OPERATOR(pg_catalog.<) pg_catalog.now())",
 						 sql.len ? " OPERATOR(pg_catalog.+) " : "",
 						 s->mapping_name, patron_expr);
@@ -270,7 +386,8 @@ barcode_sql(const Mapping *m, const char *alias)
  *	   UNION ALL
  *	   SELECT c.patron_id::int8 FROM <card mapping> c
  *	    WHERE patron_group.normalize_barcode(c.barcode) = $1 AND c.is_active
- *	 ) s ORDER BY 1 LIMIT 2
+ *	 ) s WHERE NOT EXISTS (SELECT FROM <patron mapping> d WHERE d.patron_id = s.patron AND d.is_deleted)
+ *	 ORDER BY 1 LIMIT 2
  */
 char *
 barcode_lookup_sql(const Mapping *m)
@@ -292,7 +409,10 @@ barcode_lookup_sql(const Mapping *m)
 						 "SELECT c.patron_id::pg_catalog.int8 AS patron FROM %s c "
 						 "WHERE " PG_SCHEMA ".normalize_barcode(c.barcode) OPERATOR(pg_catalog.=) $1 "
 						 "AND c.is_active", m->cards->mapping_name);
-	appendStringInfoString(&sql, ") s ORDER BY 1 LIMIT 2");
+	/* a patron the library system deleted is found by no barcode */
+	appendStringInfo(&sql, ") s WHERE NOT EXISTS (SELECT FROM %s d "
+					 "WHERE d.patron_id OPERATOR(pg_catalog.=) s.patron AND d.is_deleted) "
+					 "ORDER BY 1 LIMIT 2", m->patrons->mapping_name);
 	return sql.data;
 }
 
@@ -300,8 +420,8 @@ barcode_lookup_sql(const Mapping *m)
  * SQL: the money of the transactions in $1 (int8[]), over every money table
  * naming this transaction table, one row per transaction:
  *
- *	 SELECT d.x, sum(d.o)::int8, sum(d.l)::int8, sum(d.b), sum(d.y) FROM (
- *	   SELECT m.xact_id::int8 AS x, m.items_out AS o, ... FROM <mapping> m
+ *	 SELECT d.x, sum(d.items_out)::int8, ..., sum(d.balance_owed) FROM (
+ *	   SELECT m.xact_id::int8 AS x, m.items_out, ... FROM <mapping> m
  *	    WHERE m.xact_id = ANY ($1) UNION ALL ...) d GROUP BY d.x
  */
 char *
@@ -312,12 +432,11 @@ money_of_xacts_sql(List *sources)
 
 	initStringInfo(&rows);
 	foreach(lc, sources)
-		appendStringInfo(&rows, "%sSELECT m.xact_id::pg_catalog.int8 AS x, m.items_out AS o, "
-						 "m.items_lost AS l, m.amount_billed AS b, m.amount_paid AS y FROM %s m "
+		appendStringInfo(&rows, "%sSELECT m.xact_id::pg_catalog.int8 AS x, %s FROM %s m "
 						 "WHERE m.xact_id OPERATOR(pg_catalog.=) ANY ($1)",
-						 rows.len ? " UNION ALL " : "", ((Attachment *) lfirst(lc))->mapping_name);
-	return psprintf("SELECT d.x, pg_catalog.sum(d.o)::pg_catalog.int8, pg_catalog.sum(d.l)::pg_catalog.int8, "
-					"pg_catalog.sum(d.b), pg_catalog.sum(d.y) FROM (%s) d GROUP BY d.x", rows.data);
+						 rows.len ? " UNION ALL " : "", figures_of("m"),
+						 ((Attachment *) lfirst(lc))->mapping_name);
+	return psprintf("SELECT d.x, %s FROM (%s) d GROUP BY d.x", figure_sums("d"), rows.data);
 }
 
 /*
@@ -356,7 +475,7 @@ violations_sql(List *sources)
 					"LEFT JOIN " PG_SCHEMA ".limits d ON d.group_id IS NULL "
 					"LEFT JOIN " PG_SCHEMA ".limits o ON o.group_id OPERATOR(pg_catalog.=) g.group_id "
 					"CROSS JOIN LATERAL (VALUES "
-					"(1, 'balance_owed', g.amount_billed OPERATOR(pg_catalog.-) g.amount_paid, "
+					"(1, 'balance_owed', g.balance_owed, "
 					" COALESCE(o.max_balance_owed, d.max_balance_owed), 0::pg_catalog.numeric), "
 					"(2, 'items_out', g.items_out::pg_catalog.numeric, "
 					" COALESCE(o.max_items_out, d.max_items_out)::pg_catalog.numeric, $2), "
@@ -379,11 +498,11 @@ violations_sql(List *sources)
  *
  *	 WITH l AS (SELECT tt, xact, patron, sum(amt) AS bal FROM (
  *	              SELECT <transaction table>::oid AS tt, t.<id>::int8 AS xact, t.<patron>::int8 AS patron,
- *	                     m.amount_billed - m.amount_paid AS amt
+ *	                     m.balance_owed AS amt
  *	                FROM <mapping> m JOIN <transactions> t ON t.<id> = m.xact_id
  *	               WHERE t.<patron> = ANY ($1)
  *	              UNION ALL
- *	              SELECT NULL, NULL, m.patron_id::int8, m.amount_billed - m.amount_paid
+ *	              SELECT NULL, NULL, m.patron_id::int8, m.balance_owed
  *	                FROM <mapping> m WHERE m.patron_id = ANY ($1)) ...
  *	            GROUP BY 1, 2, 3 HAVING sum(amt) > 0),
  *	      o AS (... running sum in payment order ...)
@@ -410,7 +529,7 @@ payment_lines_sql(List *sources)
 			appendStringInfo(&lines,
 							 "SELECT %u::pg_catalog.oid AS tt, t.%s::pg_catalog.int8 AS xact, "
 							 "t.%s::pg_catalog.int8 AS patron, "
-							 "m.amount_billed OPERATOR(pg_catalog.-) m.amount_paid AS amt "
+							 "m.balance_owed AS amt "
 							 "FROM %s m JOIN %s t ON t.%s OPERATOR(pg_catalog.=) m.xact_id "
 							 "WHERE t.%s OPERATOR(pg_catalog.=) ANY ($1)",
 							 s->via_relid, s->via_id_column, s->via_patron_column,
@@ -418,7 +537,7 @@ payment_lines_sql(List *sources)
 		else
 			appendStringInfo(&lines,
 							 "SELECT NULL::pg_catalog.oid, NULL::pg_catalog.int8, "
-							 "m.patron_id::pg_catalog.int8, m.amount_billed OPERATOR(pg_catalog.-) m.amount_paid "
+							 "m.patron_id::pg_catalog.int8, m.balance_owed "
 							 "FROM %s m WHERE m.patron_id OPERATOR(pg_catalog.=) ANY ($1)",
 							 s->mapping_name);
 	}
@@ -469,7 +588,9 @@ group_members_sql(const Mapping *m)
 				   "CASE WHEN %s THEN a.items_out END AS items_out, "
 				   "CASE WHEN %s THEN (%s)::pg_catalog.int8 END AS items_overdue, "
 				   "CASE WHEN %s THEN a.items_lost END AS items_lost, "
-				   "CASE WHEN %s THEN a.amount_billed OPERATOR(pg_catalog.-) a.amount_paid END AS balance_owed "
+				   "CASE WHEN %s THEN a.items_claims_returned END AS items_claims_returned, "
+				   "CASE WHEN %s THEN a.items_long_overdue END AS items_long_overdue, "
+				   "CASE WHEN %s THEN a.balance_owed END AS balance_owed "
 				   "FROM " PG_SCHEMA ".accounts a "
 				   "JOIN %s p ON p.%s OPERATOR(pg_catalog.=) a.patron_id "
 				   "WHERE (a.patron_id OPERATOR(pg_catalog.=) $1 "
@@ -479,7 +600,8 @@ group_members_sql(const Mapping *m)
 				   PG_SCHEMA ".accounts WHERE patron_id OPERATOR(pg_catalog.=) $2))) "
 				   "SELECT * FROM ("
 				   "SELECT g.group_id, g.label, g.created_at, m.patron_id AS member_id, m.barcode, "
-				   "m.display_name, m.is_lead, m.items_out, m.items_overdue, m.items_lost, m.balance_owed, 0 AS ord "
+				   "m.display_name, m.is_lead, m.items_out, m.items_overdue, m.items_lost, "
+				   "m.items_claims_returned, m.items_long_overdue, m.balance_owed, 0 AS ord "
 				   "FROM m LEFT JOIN " PG_SCHEMA ".groups g ON g.group_id OPERATOR(pg_catalog.=) m.group_id "
 				   "UNION ALL "
 				   "SELECT g.group_id, g.label, g.created_at, NULL, NULL, 'Group total', NULL, "
@@ -488,14 +610,20 @@ group_members_sql(const Mapping *m)
 				   "pg_catalog.sum(m.items_overdue)::pg_catalog.int8, "
 				   "CASE WHEN $2 IS NULL THEN COALESCE(g.items_lost, pg_catalog.sum(m.items_lost)::pg_catalog.int8) "
 				   "ELSE pg_catalog.sum(m.items_lost)::pg_catalog.int8 END, "
-				   "CASE WHEN $2 IS NULL THEN COALESCE(g.amount_billed OPERATOR(pg_catalog.-) g.amount_paid, "
+				   "CASE WHEN $2 IS NULL THEN COALESCE(g.items_claims_returned, "
+				   "pg_catalog.sum(m.items_claims_returned)::pg_catalog.int8) "
+				   "ELSE pg_catalog.sum(m.items_claims_returned)::pg_catalog.int8 END, "
+				   "CASE WHEN $2 IS NULL THEN COALESCE(g.items_long_overdue, "
+				   "pg_catalog.sum(m.items_long_overdue)::pg_catalog.int8) "
+				   "ELSE pg_catalog.sum(m.items_long_overdue)::pg_catalog.int8 END, "
+				   "CASE WHEN $2 IS NULL THEN COALESCE(g.balance_owed, "
 				   "pg_catalog.sum(m.balance_owed)) ELSE pg_catalog.sum(m.balance_owed) END, 1 "
 				   "FROM m LEFT JOIN " PG_SCHEMA ".groups g ON g.group_id OPERATOR(pg_catalog.=) m.group_id "
 				   "GROUP BY g.group_id HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0) x "
 				   "ORDER BY x.ord, x.is_lead DESC, x.display_name COLLATE \"und-x-icu\", x.member_id",
 				   barcode_sql(m, "p"), "p.display_name",
 				   see_circ, see_circ, overdue_sql(m->totals, "a.patron_id"),
-				   see_circ, see_bills, m->patrons->mapping_name, "patron_id");
+				   see_circ, see_circ, see_circ, see_bills, m->patrons->mapping_name, "patron_id");
 }
 
 /*
@@ -535,50 +663,178 @@ find_patron_sql(const Mapping *m)
  * makes them) into the accounts that differ, of everyone or of the patrons
  * in $1 (int8[]):
  *
- *	 UPDATE accounts a SET items_out = x.o, ... FROM (
- *	   SELECT a2.patron_id, COALESCE(e.o, 0) AS o, ... FROM accounts a2
+ *	 UPDATE accounts a SET items_out = x.items_out, ... FROM (
+ *	   SELECT a2.patron_id, COALESCE(e.items_out, 0) AS items_out, ... FROM accounts a2
  *	     LEFT JOIN (<expected>) e ON e.p = a2.patron_id [WHERE a2.patron_id = ANY ($1)]) x
- *	  WHERE a.patron_id = x.patron_id AND (a.items_out, ...) IS DISTINCT FROM (x.o, ...)
+ *	  WHERE a.patron_id = x.patron_id AND (a.items_out, ...) IS DISTINCT FROM (x.items_out, ...)
  */
 char *
 recount_accounts_sql(const char *expected_sql, bool filtered)
 {
-	return psprintf("UPDATE " PG_SCHEMA ".accounts a SET "
-					"items_out = x.o, items_lost = x.l, amount_billed = x.b, amount_paid = x.y "
-					"FROM (SELECT a2.patron_id, COALESCE(e.o, 0) AS o, COALESCE(e.l, 0) AS l, "
-					"COALESCE(e.b, 0) AS b, COALESCE(e.y, 0) AS y "
+	StringInfoData set,
+				cols;
+
+	initStringInfo(&set);
+	initStringInfo(&cols);
+	for (int f = 0; f < N_FIGURES; f++)
+	{
+		appendStringInfo(&set, "%s%s = x.%s", f ? ", " : "", figure_names[f], figure_names[f]);
+		appendStringInfo(&cols, ", COALESCE(e.%s, 0) AS %s", figure_names[f], figure_names[f]);
+	}
+	return psprintf("UPDATE " PG_SCHEMA ".accounts a SET %s "
+					"FROM (SELECT a2.patron_id%s "
 					"FROM " PG_SCHEMA ".accounts a2 LEFT JOIN (%s) e ON e.p OPERATOR(pg_catalog.=) a2.patron_id %s) x "
 					"WHERE a.patron_id OPERATOR(pg_catalog.=) x.patron_id "
-					"AND (a.items_out, a.items_lost, a.amount_billed, a.amount_paid) "
-					"IS DISTINCT FROM (x.o, x.l, x.b, x.y)",
-					expected_sql,
-					filtered ? "WHERE a2.patron_id OPERATOR(pg_catalog.=) ANY ($1)" : "");
+					"AND (%s) IS DISTINCT FROM (%s)",
+					set.data, cols.data, expected_sql,
+					filtered ? "WHERE a2.patron_id OPERATOR(pg_catalog.=) ANY ($1)" : "",
+					figures_of("a"), figures_of("x"));
 }
 
 /*
  * SQL: sum the accounts into the groups of everyone, or of the patrons in
  * $1 (int8[]), writing the groups that differ:
  *
- *	 UPDATE groups g SET member_count = s.n, ... FROM (
- *	   SELECT group_id, count(*) AS n, ... FROM accounts
- *	    WHERE group_id = ANY (ARRAY(SELECT group_id FROM accounts [WHERE patron_id = ANY ($1)]))
- *	    GROUP BY group_id) s
+ *	 UPDATE groups g SET member_count = s.n, lead_count = s.leads, items_out = s.items_out, ...
+ *	   FROM (SELECT group_id, count(*) AS n, ..., sum(items_out)::int8 AS items_out, ... FROM accounts
+ *	          WHERE group_id = ANY (ARRAY(SELECT group_id FROM accounts [WHERE patron_id = ANY ($1)]))
+ *	          GROUP BY group_id) s
  *	  WHERE g.group_id = s.group_id AND (g.member_count, ...) IS DISTINCT FROM (s.n, ...)
  */
 char *
 recount_groups_sql(bool filtered)
 {
-	return psprintf("UPDATE " PG_SCHEMA ".groups g SET "
-					"member_count = s.n, lead_count = s.leads, items_out = s.o, items_lost = s.l, "
-					"amount_billed = s.b, amount_paid = s.y "
-					"FROM (SELECT group_id, pg_catalog.count(*)::int4 AS n, "
-					"pg_catalog.count(*) FILTER (WHERE is_lead)::int4 AS leads, "
-					"pg_catalog.sum(items_out)::int8 AS o, pg_catalog.sum(items_lost)::int8 AS l, "
-					"pg_catalog.sum(amount_billed) AS b, pg_catalog.sum(amount_paid) AS y "
-					"FROM " PG_SCHEMA ".accounts WHERE group_id OPERATOR(pg_catalog.=) ANY "
-					"(ARRAY(SELECT group_id FROM " PG_SCHEMA ".accounts %s)) GROUP BY group_id) s "
+	StringInfoData set;
+
+	initStringInfo(&set);
+	for (int f = 0; f < N_FIGURES; f++)
+		appendStringInfo(&set, ", %s = s.%s", figure_names[f], figure_names[f]);
+	return psprintf("UPDATE " PG_SCHEMA ".groups g SET member_count = s.n, lead_count = s.leads%s "
+					"FROM (SELECT a.group_id, pg_catalog.count(*)::int4 AS n, "
+					"pg_catalog.count(*) FILTER (WHERE a.is_lead)::int4 AS leads, %s "
+					"FROM " PG_SCHEMA ".accounts a WHERE a.group_id OPERATOR(pg_catalog.=) ANY "
+					"(ARRAY(SELECT group_id FROM " PG_SCHEMA ".accounts %s)) GROUP BY a.group_id) s "
 					"WHERE g.group_id OPERATOR(pg_catalog.=) s.group_id "
-					"AND (g.member_count, g.lead_count, g.items_out, g.items_lost, g.amount_billed, g.amount_paid) "
-					"IS DISTINCT FROM (s.n, s.leads, s.o, s.l, s.b, s.y)",
-					filtered ? "WHERE patron_id OPERATOR(pg_catalog.=) ANY ($1)" : "");
+					"AND (g.member_count, g.lead_count, %s) IS DISTINCT FROM (s.n, s.leads, %s)",
+					set.data, figure_sums("a"),
+					filtered ? "WHERE patron_id OPERATOR(pg_catalog.=) ANY ($1)" : "",
+					figures_of("g"), figures_of("s"));
+}
+
+/*
+ * SQL of verify(): every recorded figure that differs from a fresh count,
+ * as (scope, id, item, recorded, actual), patrons first:
+ *
+ *	 WITH e AS (<expected>), a AS (accounts joined to e),
+ *	      s AS (the accounts summed per group)
+ *	 SELECT 'patron', a.patron_id, v.item, v.recorded, v.actual FROM a,
+ *	        LATERAL (VALUES ('items_out', a.items_out, COALESCE(e.items_out, 0)), ...) v
+ *	  WHERE v.recorded IS DISTINCT FROM v.actual
+ *	 UNION ALL
+ *	 SELECT 'group', g.group_id, ... ('member_count', ...), ('lead_count', ...), ('items_out', ...) ...
+ */
+char *
+verify_sql(const char *expected_sql)
+{
+	StringInfoData pv,
+				gv;
+
+	initStringInfo(&pv);
+	initStringInfo(&gv);
+	for (int f = 0; f < N_FIGURES; f++)
+	{
+		appendStringInfo(&pv, "%s('%s', a.%s::pg_catalog.numeric, COALESCE(e.%s, 0)::pg_catalog.numeric)",
+						 f ? ", " : "", figure_names[f], figure_names[f], figure_names[f]);
+		appendStringInfo(&gv, ", ('%s', g.%s::pg_catalog.numeric, COALESCE(s.%s, 0)::pg_catalog.numeric)",
+						 figure_names[f], figure_names[f], figure_names[f]);
+	}
+	return psprintf("WITH e AS (%s), "
+					"s AS (SELECT a.group_id, pg_catalog.count(*) AS n, "
+					"pg_catalog.count(*) FILTER (WHERE a.is_lead) AS leads, %s "
+					"FROM " PG_SCHEMA ".accounts a WHERE a.group_id IS NOT NULL GROUP BY a.group_id) "
+					"SELECT 'patron'::pg_catalog.text, a.patron_id, v.item, v.recorded, v.actual "
+					"FROM " PG_SCHEMA ".accounts a LEFT JOIN e ON e.p OPERATOR(pg_catalog.=) a.patron_id, "
+					"LATERAL (VALUES %s) v(item, recorded, actual) "
+					"WHERE v.recorded IS DISTINCT FROM v.actual "
+					"UNION ALL "
+					"SELECT 'group', g.group_id, v.item, v.recorded, v.actual "
+					"FROM " PG_SCHEMA ".groups g LEFT JOIN s USING (group_id), "
+					"LATERAL (VALUES ('member_count', g.member_count::pg_catalog.numeric, "
+					"COALESCE(s.n, 0)::pg_catalog.numeric), "
+					"('lead_count', g.lead_count, COALESCE(s.leads, 0))%s) v(item, recorded, actual) "
+					"WHERE v.recorded IS DISTINCT FROM v.actual "
+					"ORDER BY 1 DESC, 2, 3",
+					expected_sql, figure_sums("a"), pv.data, gv.data);
+}
+
+/*
+ * SQL: add a delta to one account (key patron_id) or one group (key
+ * group_id), the figures as $2 ... $8:
+ *
+ *	 UPDATE accounts SET items_out = items_out + $2, ... WHERE patron_id = $1 RETURNING group_id
+ */
+char *
+apply_one_sql(const char *table, const char *key, bool returning_group)
+{
+	return psprintf("UPDATE " PG_SCHEMA ".%s SET %s WHERE %s OPERATOR(pg_catalog.=) $1%s",
+					table, figure_adds(NULL, NULL, 2), key, returning_group ? " RETURNING group_id" : "");
+}
+
+/* The arrays $1 (keys) and $2 ... $8 (the figures) as rows d(k, items_out, ...). */
+static char *
+delta_rows(void)
+{
+	StringInfoData s;
+
+	initStringInfo(&s);
+	appendStringInfoString(&s, "ROWS FROM (pg_catalog.unnest($1)");
+	for (int f = 0; f < N_FIGURES; f++)
+		appendStringInfo(&s, ", pg_catalog.unnest($%d)", f + 2);
+	appendStringInfo(&s, ") AS d(k, %s)", figures_of(NULL));
+	return s.data;
+}
+
+/*
+ * SQL: add the deltas of several accounts (arrays of keys and figures),
+ * returning their sums per group, in group_id order:
+ *
+ *	 WITH d AS (SELECT * FROM ROWS FROM (unnest($1), ..., unnest($8)) AS d(k, items_out, ...)),
+ *	      u AS (UPDATE accounts a SET items_out = a.items_out + d.items_out, ...
+ *	             FROM d WHERE a.patron_id = d.k RETURNING a.group_id, d.items_out, ...)
+ *	 SELECT u.group_id, sum(u.items_out)::int8, ... FROM u WHERE u.group_id IS NOT NULL
+ *	  GROUP BY u.group_id ORDER BY u.group_id
+ */
+char *
+apply_many_accounts_sql(void)
+{
+	return psprintf("WITH d AS (SELECT * FROM %s), "
+					"u AS (UPDATE " PG_SCHEMA ".accounts a SET %s FROM d "
+					"WHERE a.patron_id OPERATOR(pg_catalog.=) d.k RETURNING a.group_id, %s) "
+					"SELECT u.group_id, %s FROM u WHERE u.group_id IS NOT NULL "
+					"GROUP BY u.group_id ORDER BY u.group_id",
+					delta_rows(), figure_adds("a", "d", 0), figures_of("d"), figure_sums("u"));
+}
+
+/* SQL: add the deltas of several groups (arrays of keys and figures). */
+char *
+apply_many_groups_sql(void)
+{
+	return psprintf("UPDATE " PG_SCHEMA ".groups g SET %s FROM %s WHERE g.group_id OPERATOR(pg_catalog.=) d.k",
+					figure_adds("g", "d", 0), delta_rows());
+}
+
+/*
+ * SQL: a member joins ($2 = 1) or leaves ($2 = -1) group $1, carrying lead
+ * ($3) and figures ($4 ...), returning how many members are left:
+ *
+ *	 UPDATE groups SET member_count = member_count + $2, lead_count = lead_count + $3,
+ *	        items_out = items_out + $4, ... WHERE group_id = $1 RETURNING member_count
+ */
+char *
+adjust_group_sql(void)
+{
+	return psprintf("UPDATE " PG_SCHEMA ".groups SET member_count = member_count OPERATOR(pg_catalog.+) $2, "
+					"lead_count = lead_count OPERATOR(pg_catalog.+) $3, %s "
+					"WHERE group_id OPERATOR(pg_catalog.=) $1 RETURNING member_count",
+					figure_adds(NULL, NULL, 4));
 }

@@ -69,10 +69,12 @@ typedef struct TotalsPlans
 	MemoryContext cxt;
 	/*
 	 * What a row contributes, compiled from the mapping view: the key (the
-	 * patron, or the transaction), items out and lost, billed and paid; the
-	 * very expressions verify() counts with.  NULL: always zero.
+	 * patron, or the transaction), then the figures; the very expressions
+	 * verify() counts with.  NULL: always zero.  And whether a new loan
+	 * renews one (NULL: never), which limits do not refuse.
 	 */
 	ExprState  *row_exprs[MAPPING_VALUES];
+	ExprState  *renewal_expr;
 	Oid			key_type;		/* int2, int4 or int8 */
 	ExprContext *econtext;
 	TupleTableSlot *slot;
@@ -189,14 +191,7 @@ add_transition_rows(TotalsPlans *plans, Tuplestorestate *rows, bool negate, Delt
 			continue;			/* no patron: counts for nobody, as in verify() */
 		old = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
 		d = delta_for(set, int_datum_to_int64(v[0], plans->key_type));
-		if (!isnull[1])
-			d->out += negate ? -(int64) DatumGetInt32(v[1]) : DatumGetInt32(v[1]);
-		if (!isnull[2])
-			d->lost += negate ? -(int64) DatumGetInt32(v[2]) : DatumGetInt32(v[2]);
-		if (!isnull[3])
-			delta_add_amount(set, &d->billed, &d->billed_room, v[3], negate);
-		if (!isnull[4])
-			delta_add_amount(set, &d->paid, &d->paid_room, v[4], negate);
+		delta_add_values(set, d, v + 1, isnull + 1, false, negate);
 		MemoryContextSwitchTo(old);
 	}
 	ExecClearTuple(slot);
@@ -213,6 +208,7 @@ compile_row_values(TotalsPlans *plans, Relation rel)
 {
 	const Attachment *s = attachment_covering(RelationGetRelid(rel));
 	Expr	   *exprs[MAPPING_VALUES];
+	Expr	   *renewal = NULL;
 	MemoryContext old;
 
 	if (s == NULL || (s->kind != MAP_CIRCULATIONS && s->kind != MAP_MONEY))
@@ -223,12 +219,14 @@ compile_row_values(TotalsPlans *plans, Relation rel)
 	plans->cxt = AllocSetContextCreate(CacheMemoryContext, "patron_group row values",
 									   ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(plans->cxt);
-	compile_mapping(s->mapping, s->relid, RelationGetRelid(rel), exprs, &plans->key_type);
+	compile_mapping(s->mapping, s->relid, RelationGetRelid(rel), exprs, &plans->key_type,
+					s->kind == MAP_CIRCULATIONS ? &renewal : NULL);
 	if (plans->key_type != INT2OID && plans->key_type != INT4OID && plans->key_type != INT8OID)
 		elog(ERROR, "mapping view of \"%s\" has a key of type %s",
 			 RelationGetRelationName(rel), format_type_be(plans->key_type));
 	for (int c = 0; c < MAPPING_VALUES; c++)
 		plans->row_exprs[c] = exprs[c] ? ExecInitExpr(exprs[c], NULL) : NULL;
+	plans->renewal_expr = renewal ? ExecInitExpr(renewal, NULL) : NULL;
 	plans->econtext = CreateStandaloneExprContext();
 	/* a private copy of the descriptor: a kept slot must not pin the relcache's */
 	plans->slot = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(rel)),
@@ -435,22 +433,30 @@ new_open_loans(TriggerData *td, int *count)
 		key = ExecEvalExprSwitchContext(plans->row_exprs[0], econtext, &isnull);
 		if (isnull)
 			continue;
-		if (plans->row_exprs[1])
+		if (plans->row_exprs[1 + FIGURE_OUT])
 		{
 			bool		n1;
-			Datum		v = ExecEvalExprSwitchContext(plans->row_exprs[1], econtext, &n1);
+			Datum		v = ExecEvalExprSwitchContext(plans->row_exprs[1 + FIGURE_OUT], econtext, &n1);
 
 			out = n1 ? 0 : DatumGetInt32(v);
 		}
-		if (plans->row_exprs[2])
+		if (plans->row_exprs[1 + FIGURE_LOST])
 		{
 			bool		n2;
-			Datum		v = ExecEvalExprSwitchContext(plans->row_exprs[2], econtext, &n2);
+			Datum		v = ExecEvalExprSwitchContext(plans->row_exprs[1 + FIGURE_LOST], econtext, &n2);
 
 			lost = n2 ? 0 : DatumGetInt32(v);
 		}
 		if (out - lost <= 0)
 			continue;
+		if (plans->renewal_expr)
+		{
+			bool		rn;
+			Datum		r = ExecEvalExprSwitchContext(plans->renewal_expr, econtext, &rn);
+
+			if (!rn && DatumGetBool(r))
+				continue;		/* a renewal is not a new checkout */
+		}
 		if (n == max)
 		{
 			max *= 2;
@@ -516,31 +522,21 @@ move_xact_money(List *sources, XactMove *moves, int n)
 		bool		isnull;
 		XactMove	key;
 		XactMove   *m;
-		Datum		v[4];
-		bool		vnull[4];
+		Datum		v[N_FIGURES];
+		bool		vnull[N_FIGURES];
 
 		CHECK_FOR_INTERRUPTS();
 		key.id = DatumGetInt64(SPI_getbinval(money->vals[r], money->tupdesc, 1, &isnull));
 		m = bsearch(&key, moves, n, sizeof(XactMove), compare_moves);
 		if (m == NULL)
 			continue;
-		for (int c = 0; c < 4; c++)
+		for (int c = 0; c < N_FIGURES; c++)
 			v[c] = SPI_getbinval(money->vals[r], money->tupdesc, c + 2, &vnull[c]);
 		for (int side = 0; side < 2; side++)
 		{
-			PatronDelta *d;
-
 			if (side == 0 ? !m->has_from : !m->has_to)
 				continue;
-			d = delta_for(&set, side == 0 ? m->from : m->to);
-			if (!vnull[0])
-				d->out += side == 0 ? -DatumGetInt64(v[0]) : DatumGetInt64(v[0]);
-			if (!vnull[1])
-				d->lost += side == 0 ? -DatumGetInt64(v[1]) : DatumGetInt64(v[1]);
-			if (!vnull[2])
-				delta_add_amount(&set, &d->billed, &d->billed_room, v[2], side == 0);
-			if (!vnull[3])
-				delta_add_amount(&set, &d->paid, &d->paid_room, v[3], side == 0);
+			delta_add_values(&set, delta_for(&set, side == 0 ? m->from : m->to), v, vnull, true, side == 0);
 		}
 	}
 	deltas = nonzero_deltas(&set, &np);

@@ -52,6 +52,7 @@ PG_FUNCTION_INFO_V1(pg_expected_triggers);
 typedef enum TriggerRole
 {
 	ROLE_PATRONS,
+	ROLE_PATRON_ROWS,			/* the patrons' rows are watched: deleted_when */
 	ROLE_TOTALS,
 	ROLE_LIMITS,
 	ROLE_VIA,
@@ -82,6 +83,7 @@ static const TriggerSpec trigger_specs[] = {
 	{"patron_group_delete", ROLE_PATRONS, "patrons_trigger", "AFTER DELETE ON %1$s " OLD_ROWS},
 	{"patron_group_update", ROLE_PATRONS, "patrons_trigger", "AFTER UPDATE OF %2$s ON %1$s FOR EACH ROW %3$s"},
 	{"patron_group_truncate", ROLE_PATRONS, "patrons_trigger", "AFTER TRUNCATE ON %1$s FOR EACH STATEMENT"},
+	{"patron_group_update_rows", ROLE_PATRON_ROWS, "patrons_trigger", "AFTER UPDATE ON %1$s " BOTH_ROWS},
 	{"patron_group_totals_insert", ROLE_TOTALS, "totals_trigger", "AFTER INSERT ON %1$s " NEW_ROWS},
 	{"patron_group_totals_update", ROLE_TOTALS, "totals_trigger", "AFTER UPDATE ON %1$s " BOTH_ROWS},
 	{"patron_group_totals_delete", ROLE_TOTALS, "totals_trigger", "AFTER DELETE ON %1$s " OLD_ROWS},
@@ -189,9 +191,17 @@ wanted_triggers(void)
 		switch (a->kind)
 		{
 			case MAP_PATRONS:
-				foreach(m, a->tree)
-					want(&wanted, lfirst_oid(m), ROLE_PATRONS, a->relid, a->id_name, &ord);
-				break;
+				{
+					bool		rows = patrons_deleted_when(a);
+
+					foreach(m, a->tree)
+					{
+						want(&wanted, lfirst_oid(m), ROLE_PATRONS, a->relid, a->id_name, &ord);
+						if (rows)
+							want(&wanted, lfirst_oid(m), ROLE_PATRON_ROWS, a->relid, a->id_name, &ord);
+					}
+					break;
+				}
 			case MAP_CARDS:
 				break;
 			case MAP_CIRCULATIONS:
@@ -253,7 +263,7 @@ create_trigger(const WantedTrigger *w)
 	const char *update_of = "";
 	const char *when = "";
 
-	if (w->spec->role == ROLE_PATRONS && w->args != NIL)
+	if ((w->spec->role == ROLE_PATRONS || w->spec->role == ROLE_PATRON_ROWS) && w->args != NIL)
 	{
 		const char *id = quote_identifier(strVal(linitial(w->args)));
 

@@ -786,7 +786,7 @@ my @operations = (
 		  . "UPDATE patron_group.attachments SET attached_by = attached_by WHERE false;\n"
 		  . "UPDATE patron_group.attachments SET condition = 'true' WHERE relid = 'ils.loan'::regclass;",
 		covers => [
-			'alter_attachment(regclass,name,name,name[],name[],text,name,text,text,name,text,regclass,name,name)',
+			'alter_attachment(regclass,name,name,name[],name[],text,name,text,text,name,text,regclass,name,name,text,text,text,text,text[],name)',
 			'attachments_changed()', 'attachments_old_columns()'
 		],
 		if_exists => 'patron_group.alter_attachment(',
@@ -893,7 +893,7 @@ INSERT INTO ils.cash_payment (xact, amount) VALUES (210, 0.50);
 		who => 'dba',
 		sql => "SELECT patron_group.attach_patrons('ils.patron', 'id', "
 		  . "name_columns => '{family_name,given_name}', clone_columns => '{family_name,street,city,phone}');",
-		covers => [ 'attach_patrons(regclass,name,name,name[],name[])', 'accounts_trigger()' ],
+		covers => [ 'attach_patrons(regclass,name,name,name[],name[],text)', 'accounts_trigger()' ],
 	},
 	{
 		name => 'attach_cards',
@@ -908,7 +908,7 @@ INSERT INTO ils.cash_payment (xact, amount) VALUES (210, 0.50);
 		  . "open_when => 'returned IS NULL', lost_when => 'stop_fines = ''LOST''');\n"
 		  . "SELECT patron_group.attach_circulations('ils.ill_loan', 'patron', 'due', "
 		  . "open_when => 'returned IS NULL', lost_when => 'stop_fines = ''LOST''');",
-		covers => ['attach_circulations(regclass,name,name,text,text)'],
+		covers => ['attach_circulations(regclass,name,name,text,text,text,text,text,text[])'],
 	},
 	{
 		name => 'attach_money',
@@ -920,7 +920,7 @@ INSERT INTO ils.cash_payment (xact, amount) VALUES (210, 0.50);
 				  . "via => 'ils.xact', via_id_column => 'id', via_patron_column => 'patron', "
 				  . "counts_when => 'NOT voided');"
 			} ([ 'bill', 'charge' ], [ 'payment', 'payment' ])),
-		covers => ['attach_money(regclass,text,name,name,regclass,name,name,text)'],
+		covers => ['attach_money(regclass,text,name,name,regclass,name,name,text,name)'],
 	},
 	{
 		name => 'protect after attaching again',
