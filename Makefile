@@ -21,7 +21,7 @@ OBJS = src/patron_group.o src/history.o src/mapping.o src/sqlgen.o \
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
 REGRESS = setup attach barcode groups clone errors privileges totals totals_koha security \
-          reporting hostile limits alter trees states
+          reporting hostile limits alter trees states households
 REGRESS_OPTS = --inputdir=test --encoding=UTF8
 ISOLATION = move_concurrent lead_access totals_concurrent totals_merge \
             isolation_levels limits_concurrent alter_attachment trees_merge

@@ -25,7 +25,19 @@
 
 ALTER TABLE @extschema@.attachments
     ADD COLUMN out_includes text[],
-    ADD COLUMN outstanding_column name;
+    ADD COLUMN outstanding_column name,
+    ADD COLUMN group_column name,
+    ADD COLUMN lead_column name,
+    ADD COLUMN card_id_column name,
+    ADD COLUMN primary_card_column name;
+COMMENT ON COLUMN @extschema@.attachments.card_id_column IS
+'cards: the card''s id column';
+COMMENT ON COLUMN @extschema@.attachments.primary_card_column IS
+'cards: the patron table''s column naming the primary card (Evergreen: actor.usr.card), set by clone_patron and shown as the barcode';
+COMMENT ON COLUMN @extschema@.attachments.group_column IS
+'patrons: the library system''s household column (Evergreen: usrgroup), kept in step with the groups';
+COMMENT ON COLUMN @extschema@.attachments.lead_column IS
+'patrons: the library system''s household lead column (Evergreen: master_account), kept in step with the leads';
 COMMENT ON COLUMN @extschema@.attachments.out_includes IS
 'circulations: the states of an open loan counted in items_out besides out (lost, claims_returned, long_overdue); NULL: all';
 COMMENT ON COLUMN @extschema@.attachments.outstanding_column IS
@@ -36,13 +48,37 @@ ALTER TABLE @extschema@.accounts
     ADD COLUMN items_long_overdue bigint NOT NULL DEFAULT 0,
     ADD COLUMN balance_owed numeric NOT NULL DEFAULT 0;
 ALTER TABLE @extschema@.groups
+    ADD COLUMN household bigint,
     ADD COLUMN items_claims_returned bigint NOT NULL DEFAULT 0,
     ADD COLUMN items_long_overdue bigint NOT NULL DEFAULT 0,
     ADD COLUMN balance_owed numeric NOT NULL DEFAULT 0;
-UPDATE @extschema@.accounts SET balance_owed = amount_billed - amount_paid
- WHERE amount_billed <> amount_paid;
-UPDATE @extschema@.groups SET balance_owed = amount_billed - amount_paid
- WHERE amount_billed <> amount_paid;
+CREATE UNIQUE INDEX groups_household ON @extschema@.groups (household) WHERE household IS NOT NULL;
+COMMENT ON COLUMN @extschema@.groups.household IS
+'The library system''s household this group is (attach_patrons'' group_column), or NULL';
+UPDATE @extschema@.accounts SET balance_owed = amount_billed - amount_paid;
+UPDATE @extschema@.groups SET balance_owed = amount_billed - amount_paid;
+-- A row that arrives without a balance (restored from a dump of an older
+-- version, which had none) owes its billed minus paid, as those versions
+-- counted; the extension's own inserts start at zero the same way.
+ALTER TABLE @extschema@.accounts ALTER COLUMN balance_owed DROP DEFAULT;
+ALTER TABLE @extschema@.groups ALTER COLUMN balance_owed DROP DEFAULT;
+CREATE FUNCTION @extschema@.balance_from_totals()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    NEW.balance_owed := NEW.amount_billed - NEW.amount_paid;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.balance_from_totals() IS
+'Gives an account or group inserted without a balance (from a dump of a version before 1.2) billed minus paid';
+CREATE TRIGGER balance_from_totals BEFORE INSERT ON @extschema@.accounts
+    FOR EACH ROW WHEN (NEW.balance_owed IS NULL) EXECUTE FUNCTION @extschema@.balance_from_totals();
+CREATE TRIGGER balance_from_totals BEFORE INSERT ON @extschema@.groups
+    FOR EACH ROW WHEN (NEW.balance_owed IS NULL) EXECUTE FUNCTION @extschema@.balance_from_totals();
+REVOKE ALL ON FUNCTION @extschema@.balance_from_totals() FROM PUBLIC;
 
 ALTER TABLE @extschema@.attachments ADD COLUMN mapping regclass;
 COMMENT ON COLUMN @extschema@.attachments.mapping IS
@@ -53,6 +89,10 @@ RETURNS regclass
 AS 'MODULE_PATHNAME', 'pg_make_mapping_view'
 LANGUAGE C VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp;
+-- a card's id, as attach_cards() records it by default from 1.2
+UPDATE @extschema@.attachments a SET card_id_column = 'id'
+ WHERE a.kind = 'cards' AND EXISTS (SELECT FROM pg_catalog.pg_attribute t
+                                     WHERE t.attrelid = a.relid::oid AND t.attname = 'id' AND NOT t.attisdropped);
 UPDATE @extschema@.attachments
    SET mapping = @extschema@.make_mapping_view(relid, condition, lost_condition);
 DROP FUNCTION @extschema@.make_mapping_view(regclass, text, text);
@@ -300,13 +340,30 @@ CREATE FUNCTION @extschema@.attach_patrons(patron_table regclass,
     barcode_column name DEFAULT NULL,
     name_columns name[] DEFAULT NULL,
     clone_columns name[] DEFAULT '{}',
-    deleted_when text DEFAULT NULL)
+    deleted_when text DEFAULT NULL,
+    group_column name DEFAULT NULL,
+    lead_column name DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'pg_attach_patrons'
 LANGUAGE C VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION @extschema@.attach_patrons(regclass, name, name, name[], name[], text) IS
-'Attach the library system''s patron table; deleted_when says when the library system has deleted a patron (who then leaves the group)';
+COMMENT ON FUNCTION @extschema@.attach_patrons(regclass, name, name, name[], name[], text, name, name) IS
+'Attach the library system''s patron table; deleted_when says when it has deleted a patron (who then leaves the group); group_column and lead_column are its own households, imported and kept in step';
+
+DROP FUNCTION @extschema@.attach_cards(regclass, name, name, text);
+CREATE FUNCTION @extschema@.attach_cards(card_table regclass,
+    patron_column name DEFAULT 'patron',
+    barcode_column name DEFAULT 'barcode',
+    active_when text DEFAULT NULL,
+    primary_card_column name DEFAULT NULL,
+    card_id_column name DEFAULT 'id')
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_attach_cards'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.attach_cards(regclass, name, name, text, name, name) IS
+'Attach a card table; primary_card_column is the patron table''s column naming the primary card (its card_id_column)';
+REVOKE ALL ON FUNCTION @extschema@.attach_cards(regclass, name, name, text, name, name) FROM PUBLIC;
 
 DROP FUNCTION @extschema@.attach_circulations(regclass, name, name, text, text);
 CREATE FUNCTION @extschema@.attach_circulations(circulation_table regclass,
@@ -341,7 +398,7 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION @extschema@.attach_money(regclass, text, name, name, regclass, name, name, text, name) IS
 'Attach a bills (kind charge), payments (payment) or signed-amount (signed) table, naming the patron directly or through a transaction table (via); outstanding_column: the library system''s own balance of each row';
-REVOKE ALL ON FUNCTION @extschema@.attach_patrons(regclass, name, name, name[], name[], text),
+REVOKE ALL ON FUNCTION @extschema@.attach_patrons(regclass, name, name, name[], name[], text, name, name),
     @extschema@.attach_circulations(regclass, name, name, text, text, text, text, text, text[]),
     @extschema@.attach_money(regclass, text, name, name, regclass, name, name, text, name) FROM PUBLIC;
 

@@ -71,6 +71,214 @@ column_int64(HeapTuple tup, TupleDesc desc, int attnum, int64 *value)
 }
 
 /*
+ * Set while the extension itself writes the library system's household
+ * columns, or follows a change of them: the patron table's own trigger
+ * then leaves the households alone.
+ */
+bool		writing_households = false;
+
+/*
+ * A patron's group or lead changed: where the library system keeps
+ * households (group_column, lead_column), write them, so that its own
+ * screens agree.  A group takes the household of its first member; a
+ * patron who leaves gets the column's default (Evergreen: a household of
+ * their own).  A patron the library system deleted is left as it left them.
+ */
+static void
+household_follows(int64 patron, bool grouped, int64 group, bool group_changed, bool lead)
+{
+	const Attachment *a = mapping_patrons(true);
+	Oid			types[3] = {INT8OID, INT8OID, BOOLOID};
+	Datum		values[3] = {Int64GetDatum(patron), Int64GetDatum(group), BoolGetDatum(lead)};
+	char	   *col;
+	char	   *alive;
+	bool		following = writing_households;
+
+	if (a == NULL || a->group_name == NULL)
+		return;
+	col = (char *) quote_identifier(a->group_name);
+	alive = psprintf("NOT EXISTS (SELECT FROM %s v WHERE v.patron_id OPERATOR(pg_catalog.=) p.%s AND v.is_deleted)",
+					 a->mapping_name, a->id_column);
+
+	/*
+	 * A group without a household takes its first member's, unless another
+	 * group has it (the library system's households disagree with the
+	 * groups there; the members' columns are then left alone).  This holds
+	 * when the extension follows the library system too.
+	 */
+	if (group_changed && grouped)
+		run_sql(psprintf("UPDATE " PG_SCHEMA ".groups g SET household = h.household "
+						 "FROM (SELECT p.%s::pg_catalog.int8 AS household FROM %s p "
+						 "WHERE p.%s OPERATOR(pg_catalog.=) $1) h "
+						 "WHERE g.group_id OPERATOR(pg_catalog.=) $2 AND g.household IS NULL "
+						 "AND h.household IS NOT NULL AND NOT EXISTS (SELECT FROM " PG_SCHEMA ".groups o "
+						 "WHERE o.household OPERATOR(pg_catalog.=) h.household)",
+						 col, a->relname, a->id_column),
+				2, types, values, NULL, false, SPI_OK_UPDATE);
+	if (following)
+		return;					/* the library system wrote its columns itself */
+	writing_households = true;
+	PG_TRY();
+	{
+		if (group_changed && grouped)
+			run_sql(psprintf("UPDATE %s p SET %s = g.household FROM " PG_SCHEMA ".groups g "
+							 "WHERE g.group_id OPERATOR(pg_catalog.=) $2 AND p.%s OPERATOR(pg_catalog.=) $1 "
+							 "AND g.household IS NOT NULL AND p.%s IS DISTINCT FROM g.household AND %s",
+							 a->relname, col, a->id_column, col, alive),
+					2, types, values, NULL, false, SPI_OK_UPDATE);
+		else if (group_changed)
+			run_sql(psprintf("UPDATE %s p SET %s = DEFAULT WHERE p.%s OPERATOR(pg_catalog.=) $1 AND %s",
+							 a->relname, col, a->id_column, alive),
+					1, types, values, NULL, false, SPI_OK_UPDATE);
+		if (a->lead_name)
+			run_sql(psprintf("UPDATE %s p SET %s = $3 WHERE p.%s OPERATOR(pg_catalog.=) $1 "
+							 "AND p.%s IS DISTINCT FROM $3 AND %s",
+							 a->relname, quote_identifier(a->lead_name), a->id_column,
+							 quote_identifier(a->lead_name), alive),
+					3, types, values, NULL, false, SPI_OK_UPDATE);
+	}
+	PG_FINALLY();
+	{
+		writing_households = false;
+	}
+	PG_END_TRY();
+}
+
+/* A grouped patron's lead flag, as the library system's lead column has it. */
+static void
+set_lead_from_column(const Attachment *a, int64 patron, const char *reason)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(patron)};
+
+	lock_groups_of_accounts(&patron, 1);
+	history_context_set(NULL, reason);
+	run_sql(psprintf("UPDATE " PG_SCHEMA ".accounts a SET is_lead = COALESCE(p.%s, false) FROM %s p "
+					 "WHERE a.patron_id OPERATOR(pg_catalog.=) $1 AND p.%s OPERATOR(pg_catalog.=) a.patron_id "
+					 "AND a.group_id IS NOT NULL AND a.is_lead IS DISTINCT FROM COALESCE(p.%s, false)",
+					 quote_identifier(a->lead_name), a->relname, a->id_column, quote_identifier(a->lead_name)),
+			1, types, values, NULL, false, SPI_OK_UPDATE);
+	history_context_clear();
+}
+
+/*
+ * The library system changed households itself (Evergreen's staff client
+ * sets usrgroup, or master_account): each patron whose household changed
+ * joins the group of another patron of that household (a new group, if
+ * that one is in none), or leaves the group when nobody else has it; a
+ * changed lead flag becomes the lead.  The reason in the history says so.
+ */
+static void
+follow_households(TriggerData *td, const Attachment *a)
+{
+	const char *col = quote_identifier(a->group_name);
+	const char *lead = a->lead_name ? quote_identifier(a->lead_name) : NULL;
+	SPITupleTable *tt;
+	uint64		n;
+	const char *reason = "household changed in the library system";
+
+	spi_exec(psprintf("SELECT n.%s::pg_catalog.int8, n.%s::pg_catalog.int8, %s, o.%s IS DISTINCT FROM n.%s "
+					  "FROM patron_group_old o JOIN patron_group_new n ON o.%s OPERATOR(pg_catalog.=) n.%s "
+					  "WHERE o.%s IS DISTINCT FROM n.%s%s ORDER BY 1",
+					  a->id_column, col, lead ? psprintf("COALESCE(n.%s, false)", lead) : "false",
+					  col, col, a->id_column, a->id_column, col, col,
+					  lead ? psprintf(" OR o.%s IS DISTINCT FROM n.%s", lead, lead) : ""));
+	tt = SPI_tuptable;
+	n = SPI_processed;
+	writing_households = true;
+	PG_TRY();
+	{
+		for (uint64 r = 0; r < n; r++)
+		{
+			bool		isnull,
+						household_null;
+			int64		patron = DatumGetInt64(SPI_getbinval(tt->vals[r], tt->tupdesc, 1, &isnull));
+			Datum		household = SPI_getbinval(tt->vals[r], tt->tupdesc, 2, &household_null);
+			bool		is_lead = DatumGetBool(SPI_getbinval(tt->vals[r], tt->tupdesc, 3, &isnull));
+			bool		moved = DatumGetBool(SPI_getbinval(tt->vals[r], tt->tupdesc, 4, &isnull));
+			Oid			types[2] = {INT8OID, INT8OID};
+			Datum		values[2] = {household, Int64GetDatum(patron)};
+			int64		group = 0;
+			bool		grouped;
+
+			CHECK_FOR_INTERRUPTS();
+			/* the patron's group now, and whether the library system deleted them */
+			run_sql(psprintf("SELECT a.group_id, v.is_deleted FROM " PG_SCHEMA ".accounts a "
+							 "JOIN %s v ON v.patron_id OPERATOR(pg_catalog.=) a.patron_id "
+							 "WHERE a.patron_id OPERATOR(pg_catalog.=) $2", a->mapping_name),
+					2, types, values, NULL, false, SPI_OK_SELECT);
+			if (SPI_processed != 1 ||
+				DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
+				continue;
+			(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &grouped);
+			grouped = !grouped;
+			if (grouped)
+				group = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			if (moved)
+			{
+				int64		other = 0;
+				int64		other_group = 0;
+
+				if (!household_null)
+				{
+					run_sql(psprintf("SELECT a.patron_id, COALESCE(a.group_id, 0) FROM %s p "
+									 "JOIN " PG_SCHEMA ".accounts a ON a.patron_id OPERATOR(pg_catalog.=) p.%s "
+									 "JOIN %s v ON v.patron_id OPERATOR(pg_catalog.=) p.%s "
+									 "WHERE p.%s OPERATOR(pg_catalog.=) $1 AND p.%s OPERATOR(pg_catalog.<>) $2 "
+									 "AND NOT v.is_deleted "
+									 "ORDER BY a.group_id IS NULL, a.group_id, a.patron_id LIMIT 1",
+									 a->relname, a->id_column, a->mapping_name, a->id_column,
+									 col, a->id_column),
+							2, types, values, NULL, false, SPI_OK_SELECT);
+					if (SPI_processed == 1)
+					{
+						other = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+						other_group = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+					}
+				}
+				if (other != 0 && (!grouped || other_group != group))
+				{
+					group = move_patrons(&patron, 1, other, reason);
+					grouped = true;
+					/* a household lead that was alone until now leads the new group */
+					if (lead && other_group == 0)
+						set_lead_from_column(a, other, reason);
+				}
+				else if (other == 0 && grouped)
+				{
+					lock_groups_of_accounts(&patron, 1);
+					history_context_set(NULL, reason);
+					run_sql("UPDATE " PG_SCHEMA ".accounts SET group_id = NULL, is_lead = false, "
+							"share_circulations = false, share_bills = false, "
+							"share_circulations_until = NULL, share_bills_until = NULL "
+							"WHERE patron_id OPERATOR(pg_catalog.=) $2",
+							2, types, values, NULL, false, SPI_OK_UPDATE);
+					history_context_clear();
+					grouped = false;
+				}
+			}
+			if (lead && grouped)
+			{
+				Oid			ltypes[2] = {INT8OID, BOOLOID};
+				Datum		lvalues[2] = {Int64GetDatum(patron), BoolGetDatum(is_lead)};
+
+				lock_groups_of_accounts(&patron, 1);
+				history_context_set(NULL, reason);
+				run_sql("UPDATE " PG_SCHEMA ".accounts SET is_lead = $2 "
+						"WHERE patron_id OPERATOR(pg_catalog.=) $1 AND is_lead OPERATOR(pg_catalog.<>) $2",
+						2, ltypes, lvalues, NULL, false, SPI_OK_UPDATE);
+				history_context_clear();
+			}
+		}
+	}
+	PG_FINALLY();
+	{
+		writing_households = false;
+	}
+	PG_END_TRY();
+}
+
+/*
  * The patron ids of the rows of a transition table for which 'deleted' (the
  * patron mapping's is_deleted, over a row of rel) holds, sorted.
  */
@@ -134,6 +342,8 @@ patrons_updated(TriggerData *td)
 	Oid			types[1] = {INT8ARRAYOID};
 	Datum		values[1];
 
+	if (a->group_name && !writing_households)
+		follow_households(td, a);
 	if (expr == NULL || idattnum <= 0)
 		return;
 	econtext = CreateStandaloneExprContext();
@@ -431,6 +641,9 @@ pg_accounts_trigger(PG_FUNCTION_ARGS)
 					   false, old_group, false, new_group, NULL);
 	}
 	consent_history(td, oldtup, newtup, patron, old_null, old_group, new_null, new_group);
+	if (newtup && (old_null != new_null || old_group != new_group || old_lead != new_lead))
+		household_follows(patron, !new_null, new_group, old_null != new_null || old_group != new_group,
+						  new_lead);
 	restore_user(&oc);
 	SPI_finish();
 	return PointerGetDatum(NULL);

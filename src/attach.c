@@ -134,6 +134,43 @@ check_amount_column(Oid relid, const char *column)
 	check_column_category(relid, column, "amount column", TYPCATEGORY_NUMERIC, "numeric");
 }
 
+/*
+ * The library system's household column: an integer (households are
+ * numbered) whose default, or NULL, is what a patron who leaves a group
+ * gets.
+ */
+static void
+check_household_column(Oid relid, const char *column)
+{
+	AttrNumber	attnum;
+	HeapTuple	tup;
+	bool		ok;
+
+	check_id_column(relid, column, "group column");
+	attnum = get_attnum(relid, column);
+	tup = SearchSysCache2(ATTNUM, ObjectIdGetDatum(relid), Int16GetDatum(attnum));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for column %d of relation %u", attnum, relid);
+	ok = ((Form_pg_attribute) GETSTRUCT(tup))->atthasdef || !((Form_pg_attribute) GETSTRUCT(tup))->attnotnull;
+	ReleaseSysCache(tup);
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("group column \"%s\" of relation \"%s\" is NOT NULL without a default",
+						column, get_rel_name(relid)),
+				 errdetail("A patron who leaves a group gets the column's default (or NULL)."),
+				 errhint("Give the column a default, such as a sequence, as Evergreen's usrgroup has.")));
+}
+
+/* Does a table have a (live) column of this name? */
+static bool
+has_attribute(Oid relid, const char *column)
+{
+	AttrNumber	attnum = get_attnum(relid, column);
+
+	return attnum != InvalidAttrNumber && attnum > 0;
+}
+
 /* The column of what is still owed on a money row: numeric. */
 static void
 check_outstanding_column(Oid relid, const char *column)
@@ -614,6 +651,21 @@ pg_attach_patrons(PG_FUNCTION_ARGS)
 	}
 	check_clone_columns(relid, id_column, clone_columns);
 	m.deleted_condition = condition_arg(fcinfo, 5, relid, "deleted_when");
+	if (!PG_ARGISNULL(6))
+	{
+		m.group_column = NameStr(*PG_GETARG_NAME(6));
+		check_household_column(relid, m.group_column);
+	}
+	if (!PG_ARGISNULL(7))
+	{
+		if (m.group_column == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("lead_column needs group_column"),
+					 errhint("lead_column marks the lead of the household that group_column names.")));
+		m.lead_column = NameStr(*PG_GETARG_NAME(7));
+		check_column_category(relid, m.lead_column, "lead column", TYPCATEGORY_BOOLEAN, "boolean");
+	}
 
 	/* everything checked: now change things, keeping writers out meanwhile */
 	relname = qualified_relname(relid);
@@ -629,12 +681,15 @@ pg_attach_patrons(PG_FUNCTION_ARGS)
 	set_value(&extra, "clone_columns", NAMEARRAYOID, clone_columns, false);
 	set_value(&extra, "barcode_index", TEXTOID,
 			  OidIsValid(index) ? CStringGetTextDatum(qualified_relname(index)) : 0, !OidIsValid(index));
+	set_name(&extra, "group_column", m.group_column);
+	set_name(&extra, "lead_column", m.lead_column);
 	record_attachment(&m, &extra);
 	sync_triggers();
 
 	become_extension_owner(&oc);
 	spi_exec(psprintf("INSERT INTO " PG_SCHEMA ".accounts (patron_id) "
 					  "SELECT %s FROM %s ON CONFLICT DO NOTHING", quote_identifier(id_column), relname));
+	import_households();
 	restore_user(&oc);
 	SPI_finish();
 	PG_RETURN_VOID();
@@ -665,10 +720,27 @@ pg_attach_cards(PG_FUNCTION_ARGS)
 	check_id_column(relid, m.patron_column, "patron column");
 	check_barcode_column(relid, m.barcode_column);
 	m.condition = condition_arg(fcinfo, 3, relid, "active_when");
+	if (!PG_ARGISNULL(4))
+	{
+		const Attachment *patrons = mapping_patrons(false);
+
+		m.primary_card_column = NameStr(*PG_GETARG_NAME(4));
+		check_id_column(patrons->relid, m.primary_card_column, "primary card column");
+		require_arg(fcinfo, 5, "card_id_column");
+	}
+	if (!PG_ARGISNULL(5) && has_attribute(relid, NameStr(*PG_GETARG_NAME(5))))
+	{
+		m.card_id_column = NameStr(*PG_GETARG_NAME(5));
+		check_id_column(relid, m.card_id_column, "card id column");
+	}
+	else if (m.primary_card_column)
+		check_id_column(relid, NameStr(*PG_GETARG_NAME(5)), "card id column");
 
 	lock_for_attach(relid);
 	index = create_barcode_index(relid, m.barcode_column);
 	set_value(&extra, "barcode_index", TEXTOID, CStringGetTextDatum(qualified_relname(index)), false);
+	set_name(&extra, "card_id_column", m.card_id_column);
+	set_name(&extra, "primary_card_column", m.primary_card_column);
 	record_attachment(&m, &extra);
 	SPI_finish();
 	PG_RETURN_VOID();
@@ -931,6 +1003,8 @@ pg_alter_attachment(PG_FUNCTION_ARGS)
 				check_barcode_column(relid, m.barcode_column);
 			m.condition = PG_ARGISNULL(ARG_ACTIVE) ? mapping_condition(a, "is_active") :
 				condition_arg(fcinfo, ARG_ACTIVE, relid, "active_when");
+			m.card_id_column = a->card_id_name;
+			m.primary_card_column = a->primary_card_name;
 			break;
 		case MAP_CIRCULATIONS:
 			if (m.patron_column == NULL)
@@ -1147,6 +1221,8 @@ mapping_from_old_row(Oid relid, const char *condition, const char *lost_conditio
 	m.condition = condition;
 	m.lost_condition = lost_condition;
 	m.out_includes = all_loan_states();	/* as those versions counted */
+	if (m.kind == MAP_CARDS && has_attribute(relid, "id"))
+		m.card_id_column = "id";	/* as attach_cards() records a card's id by default */
 	return create_mapping_view(&m);
 }
 
@@ -1209,8 +1285,11 @@ pg_attachments_restore(PG_FUNCTION_ARGS)
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = ObjectIdGetDatum(view);
 	become_extension_owner(&oc);
-	run_sql("UPDATE " PG_SCHEMA ".attachments SET mapping = $2::pg_catalog.regclass, "
-			"condition = NULL, lost_condition = NULL "
+	run_sql("UPDATE " PG_SCHEMA ".attachments a SET mapping = $2::pg_catalog.regclass, "
+			"condition = NULL, lost_condition = NULL, "
+			"card_id_column = CASE WHEN a.kind OPERATOR(pg_catalog.=) 'cards' AND EXISTS (SELECT FROM "
+			"pg_catalog.pg_attribute t WHERE t.attrelid OPERATOR(pg_catalog.=) a.relid::pg_catalog.oid "
+			"AND t.attname OPERATOR(pg_catalog.=) 'id' AND NOT t.attisdropped) THEN 'id' END "
 			"WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
 			2, types, values, OidIsValid(view) ? "  " : " n", false, SPI_OK_UPDATE);
 	restore_user(&oc);

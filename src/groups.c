@@ -101,7 +101,7 @@ refuse_deleted(const int64 *ids, int n)
  * Put patrons into the group of another patron.  Leaving their old group
  * clears their lead flag and consent, as remove_from_group() does.
  */
-static int64
+int64
 move_patrons(int64 *movers, int n, int64 target, const char *reason)
 {
 	int64	   *ids = palloc(sizeof(int64) * (n + 1));
@@ -136,6 +136,7 @@ move_patrons(int64 *movers, int n, int64 target, const char *reason)
 	refuse_if_replicated();
 	SPI_connect();
 	(void) mapping_patrons(false);
+	lock_patron_rows(ids, m + 1);
 	(void) lock_accounts(ids, m + 1, groups);
 	refuse_deleted(ids, m + 1);
 	target_group = groups[m];
@@ -208,6 +209,7 @@ lock_member(int64 patron)
 {
 	int64		group_id;
 
+	lock_patron_rows(&patron, 1);
 	(void) lock_accounts(&patron, 1, &group_id);
 	if (group_id == 0)
 		ereport(ERROR,
@@ -327,6 +329,69 @@ has_column(Oid relid, const char *column)
 }
 
 /*
+ * Refuse a clone that would leave a column the patron table requires
+ * without a value, or copy a value that must be unique, before anything is
+ * written: the caller learns every column at once.  Required: NOT NULL
+ * without a default (nor identity or generated), neither copied nor given.
+ * Unique: a column copied from the source that a unique index covers alone.
+ */
+static void
+refuse_unfilled_columns(const Attachment *map, List *keys)
+{
+	Oid			types[3] = {OIDOID, NAMEARRAYOID, NAMEARRAYOID};
+	Datum		names_given[64];
+	Datum		names_copied[64];
+	int			ngiven = 0,
+				ncopied = 0;
+	ListCell   *lc;
+	Datum		values[3];
+	char	   *missing;
+	char	   *unique;
+
+	foreach(lc, keys)
+		if (ngiven < (int) lengthof(names_given))
+			names_given[ngiven++] = DirectFunctionCall1(namein, CStringGetDatum(lfirst(lc)));
+	foreach(lc, map->clone_columns)
+	{
+		bool		given = false;
+		ListCell   *k;
+
+		foreach(k, keys)
+			given |= strcmp(lfirst(k), lfirst(lc)) == 0;
+		if (!given && ncopied < (int) lengthof(names_copied))
+			names_copied[ncopied++] = DirectFunctionCall1(namein, CStringGetDatum(lfirst(lc)));
+	}
+	values[0] = ObjectIdGetDatum(map->relid);
+	values[1] = PointerGetDatum(construct_array(names_given, ngiven, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR));
+	values[2] = PointerGetDatum(construct_array(names_copied, ncopied, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR));
+	run_sql("SELECT pg_catalog.string_agg(a.attname::pg_catalog.text, ', ' ORDER BY a.attnum) "
+			"FILTER (WHERE a.attnotnull AND NOT a.atthasdef AND a.attidentity OPERATOR(pg_catalog.=) '' "
+			"AND a.attgenerated OPERATOR(pg_catalog.=) '' "
+			"AND a.attname OPERATOR(pg_catalog.<>) ALL ($2) AND a.attname OPERATOR(pg_catalog.<>) ALL ($3)), "
+			"pg_catalog.string_agg(a.attname::pg_catalog.text, ', ' ORDER BY a.attnum) "
+			"FILTER (WHERE a.attname OPERATOR(pg_catalog.=) ANY ($3) AND EXISTS (SELECT FROM pg_catalog.pg_index i "
+			"WHERE i.indrelid OPERATOR(pg_catalog.=) a.attrelid AND i.indisunique AND i.indnkeyatts OPERATOR(pg_catalog.=) 1 "
+			"AND i.indkey[0] OPERATOR(pg_catalog.=) a.attnum AND i.indpred IS NULL)) "
+			"FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) $1 "
+			"AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped",
+			3, types, values, NULL, true, SPI_OK_SELECT);
+	missing = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	unique = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	if (missing)
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("a clone needs a value for %s of \"%s\"", missing, get_rel_name(map->relid)),
+				 errdetail("The column is NOT NULL without a default, and neither copied (clone_columns) nor given."),
+				 errhint("Give it in new_values, for example '{\"%s\": ...}'.",
+						 pnstrdup(missing, strcspn(missing, ",")))));
+	if (unique)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("a clone cannot copy %s of \"%s\": it is unique", unique, get_rel_name(map->relid)),
+				 errhint("Give the clone its own value in new_values, or take the column out of clone_columns.")));
+}
+
+/*
  * clone_patron(bigint, jsonb, text): register a new patron copying the
  * configured columns of the source, with new_values on top, in the source's
  * group (created when the source has none).  The key "barcode" is the new
@@ -437,6 +502,8 @@ pg_clone_patron(PG_FUNCTION_ARGS)
 		appendStringInfo(&vals, "%sv.%s", vals.len ? ", " : "", quote_identifier(lfirst(lc)));
 	}
 
+	refuse_unfilled_columns(map, keys);
+
 	/* the library system's tables are written with the caller's rights */
 	restore_user(&oc);
 	if (cols.len == 0)
@@ -456,9 +523,21 @@ pg_clone_patron(PG_FUNCTION_ARGS)
 		Oid			ctypes[2] = {INT8OID, TEXTOID};
 		Datum		cvalues[2] = {Int64GetDatum(new_id), PointerGetDatum(card_barcode)};
 
-		spi_run(psprintf("INSERT INTO %s (%s, %s) VALUES ($1, $2)",
-						 cards->relname, cards->patron_column, cards->barcode_column),
-				2, ctypes, cvalues, NULL, SPI_OK_INSERT);
+		if (cards->primary_card_name && cards->card_id_name)
+		{
+			/* the new card is the primary one, as the library system registers a patron */
+			spi_run(psprintf("WITH c AS (INSERT INTO %s (%s, %s) VALUES ($1, $2) RETURNING %s) "
+							 "UPDATE %s p SET %s = c.%s FROM c WHERE p.%s OPERATOR(pg_catalog.=) $1",
+							 cards->relname, cards->patron_column, cards->barcode_column,
+							 quote_identifier(cards->card_id_name), map->relname,
+							 quote_identifier(cards->primary_card_name), quote_identifier(cards->card_id_name),
+							 map->id_column),
+					2, ctypes, cvalues, NULL, SPI_OK_UPDATE);
+		}
+		else
+			spi_run(psprintf("INSERT INTO %s (%s, %s) VALUES ($1, $2)",
+							 cards->relname, cards->patron_column, cards->barcode_column),
+					2, ctypes, cvalues, NULL, SPI_OK_INSERT);
 	}
 	become_extension_owner(&oc);
 
@@ -483,3 +562,38 @@ pg_clone_patron(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(new_id);
 }
 
+
+/*
+ * The library system's households (attach_patrons' group_column): every
+ * value that two patrons or more share, deleted patrons aside, becomes a
+ * group of them, in one statement, its lead those the lead column marks.
+ * The history says where each member came from.  The caller has just
+ * attached the patron table (no patron is in a group yet) and runs as the
+ * extension owner.
+ */
+void
+import_households(void)
+{
+	const Attachment *a = mapping_patrons(false);
+	char	   *lead;
+
+	if (a->group_name == NULL)
+		return;
+	lead = a->lead_name ? psprintf("COALESCE(p.%s, false)", quote_identifier(a->lead_name)) : "false";
+	history_context_set(NULL, "household in the library system");
+	writing_households = true;	/* the households are where they are */
+	spi_exec(psprintf("WITH h AS (SELECT p.%s::pg_catalog.int8 AS household, p.%s::pg_catalog.int8 AS patron, "
+					  "%s AS lead FROM %s p JOIN %s v ON v.patron_id OPERATOR(pg_catalog.=) p.%s "
+					  "WHERE p.%s IS NOT NULL AND NOT v.is_deleted), "
+					  "shared AS (SELECT household FROM h GROUP BY household "
+					  "HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>=) 2), "
+					  "made AS (INSERT INTO " PG_SCHEMA ".groups (household) "
+					  "SELECT household FROM shared ORDER BY household RETURNING group_id, household) "
+					  "UPDATE " PG_SCHEMA ".accounts a SET group_id = made.group_id, is_lead = h.lead "
+					  "FROM h JOIN made ON made.household OPERATOR(pg_catalog.=) h.household "
+					  "WHERE a.patron_id OPERATOR(pg_catalog.=) h.patron",
+					  quote_identifier(a->group_name), a->id_column, lead, a->relname, a->mapping_name,
+					  a->id_column, quote_identifier(a->group_name)));
+	writing_households = false;
+	history_context_clear();
+}

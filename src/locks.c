@@ -4,7 +4,9 @@
  *
  * Everything that changes a patron's account or a group takes its row
  * locks in one order: the account rows involved, in patron_id order, then
- * the group rows involved, in group_id order.  A checkout, a payment, a
+ * the group rows involved, in group_id order (and, where the library
+ * system's households are kept in step, the patron rows before all of
+ * them).  A checkout, a payment, a
  * move, a removal, a rebuild and a limit check therefore queue behind each
  * other instead of deadlocking, and whichever comes second re-reads (in READ
  * COMMITTED) what the first one left.  The locks are FOR UPDATE: the
@@ -23,6 +25,27 @@
 #include "miscadmin.h"
 
 #include "patron_group.h"
+
+/*
+ * Where the library system keeps households (attach_patrons' group_column),
+ * a move writes the patron rows too: their row locks come first, in id
+ * order, before the accounts', as an UPDATE of the patron table that
+ * changes a household (which then moves the patron) takes them.
+ */
+void
+lock_patron_rows(const int64 *patrons, int n)
+{
+	const Attachment *a = mapping_patrons(true);
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum		values[1];
+
+	if (a == NULL || a->group_name == NULL)
+		return;
+	values[0] = int8_array(patrons, n);
+	run_sql(psprintf("SELECT FROM %s p WHERE p.%s OPERATOR(pg_catalog.=) ANY ($1) "
+					 "ORDER BY p.%s FOR NO KEY UPDATE", a->relname, a->id_column, a->id_column),
+			1, types, values, NULL, false, SPI_OK_SELECT);
+}
 
 /*
  * Lock the account rows of patrons[] in patron_id order.  With groups, also

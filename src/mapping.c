@@ -179,7 +179,8 @@ read_mapping(void)
 					   "name_columns, clone_columns, due_column, money_kind, amount_column, "
 					   "via_relid::pg_catalog.oid, via_id_column, via_patron_column, barcode_index, "
 					   "protected, mapping::pg_catalog.oid, outstanding_column, "
-					   "out_includes::pg_catalog.name[] "
+					   "out_includes::pg_catalog.name[], group_column, lead_column, card_id_column, "
+					   "primary_card_column "
 					   "FROM " PG_SCHEMA ".attachments ORDER BY relid::pg_catalog.oid", 0, NULL),
 			 NULL, NULL, false, SPI_OK_SELECT);	/* not read-only: see this transaction's own changes */
 	for (uint64 r = 0; r < SPI_processed; r++)
@@ -214,6 +215,10 @@ read_mapping(void)
 		(void) SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 18, &isnull);
 		if (isnull)				/* NULL: every state counts as out, as before 1.2 */
 			a->out_includes = list_make3("lost", "claims_returned", "long_overdue");
+		a->group_name = row_text(r, 19);
+		a->lead_name = row_text(r, 20);
+		a->card_id_name = row_text(r, 21);
+		a->primary_card_name = row_text(r, 22);
 
 		/* a table the library system dropped counts nothing any more */
 		a->dropped = get_rel_name(a->relid) == NULL ||
@@ -620,7 +625,8 @@ comment_mapping_columns(const char *qname, MappingSpec *m)
 	static const char *const cards[][2] = {
 		{"patron_id", "The patron the card belongs to"},
 		{"barcode", "The card's barcode"},
-		{"is_active", "Whether the card is active (active_when)"}};
+		{"is_active", "Whether the card is active (active_when)"},
+		{"card_id", "The card's id (card_id_column), which the patron table's primary card column names"}};
 	static const char *const circulations[][2] = {
 		{"patron_id", "The patron the loan belongs to"},
 		{"due", "When the loan is due"},

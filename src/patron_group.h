@@ -94,6 +94,10 @@ typedef struct Attachment
 	char	   *id_name;		/* the same three, unquoted */
 	char	   *patron_name;
 	char	   *barcode_name;
+	char	   *group_name;		/* patrons: the library system's household column, unquoted, or NULL */
+	char	   *lead_name;		/* patrons: its household lead column, unquoted, or NULL */
+	char	   *card_id_name;	/* cards: the card's id column, unquoted, or NULL */
+	char	   *primary_card_name;	/* cards: the patron table's primary card column, unquoted, or NULL */
 	List	   *name_columns;	/* patrons: unquoted char * */
 	List	   *clone_columns;	/* patrons: unquoted char * */
 	char	   *due_column;		/* circulations: unquoted */
@@ -141,6 +145,10 @@ typedef struct MappingSpec
 	const char *renewal_condition;	/* circulations: a new loan that renews one; NULL: never */
 	List	   *out_includes;	/* circulations: the states counted as out (char *) */
 	const char *deleted_condition;	/* patrons: deleted in the library system; NULL: never */
+	const char *group_column;	/* patrons: the library system's household column, or NULL */
+	const char *card_id_column; /* cards: the card's id, or NULL */
+	const char *primary_card_column;	/* cards: the patron table's column naming the primary card */
+	const char *lead_column;	/* patrons: its household lead column, or NULL */
 	const char *outstanding_column; /* money: what is still owed on the row, or NULL */
 	const char *due_column;		/* circulations */
 	const char *money_kind;		/* charge, payment, signed */
@@ -214,6 +222,7 @@ extern char *adjust_group_sql(void);
  * locks.c: the lock order
  * ------------------------------------------------------------------------- */
 
+extern void lock_patron_rows(const int64 *patrons, int n);
 extern uint64 lock_accounts(const int64 *patrons, int n, int64 *groups);
 extern void lock_groups(const int64 *groups, int n);
 extern void lock_groups_of_accounts(const int64 *patrons, int n);
@@ -272,6 +281,14 @@ extern uint64 rebuild_totals(ArrayType *patron_ids);
 extern void recount_at_commit(int64 patron);
 extern void recount_before_commit(void);
 extern void recount_reset(void);
+
+/* ---------------------------------------------------------------------------
+ * groups.c, accounts.c: groups, and the library system's households
+ * ------------------------------------------------------------------------- */
+
+extern int64 move_patrons(int64 *movers, int n, int64 target, const char *reason);
+extern void import_households(void);
+extern bool writing_households;
 
 /* ---------------------------------------------------------------------------
  * identity.c, consent.c, policies.c, guard.c: lead access

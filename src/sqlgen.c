@@ -56,7 +56,8 @@ includes(List *states, const char *state)
  *	                      <display name> AS display_name,
  *	                      COALESCE((<deleted_when>), false) AS is_deleted FROM <table> p
  *	 cards:        SELECT c.<patron> AS patron_id, c.<barcode> AS barcode,
- *	                      COALESCE((<active_when>), false) AS is_active FROM <table> c
+ *	                      COALESCE((<active_when>), false) AS is_active,
+ *	                      c.<card id>::int8 AS card_id FROM <table> c
  *	 circulations: SELECT r.<patron> AS patron_id, r.<due> AS due,
  *	                      <open> AS is_open, <lost> AS is_lost,
  *	                      <claims returned> AS is_claims_returned,
@@ -101,9 +102,12 @@ mapping_view_sql(const MappingSpec *m, const char *rel)
 							 condition_or(m->deleted_condition, "false"), rel);
 			break;
 		case MAP_CARDS:
-			appendStringInfo(&sql, "SELECT c.%s AS patron_id, c.%s AS barcode, %s AS is_active FROM %s c",
+			appendStringInfo(&sql, "SELECT c.%s AS patron_id, c.%s AS barcode, %s AS is_active, "
+							 "%s AS card_id FROM %s c",
 							 quote_identifier(m->patron_column), quote_identifier(m->barcode_column),
-							 condition_or(m->condition, "true"), rel);
+							 condition_or(m->condition, "true"),
+							 m->card_id_column ? psprintf("c.%s::pg_catalog.int8", quote_identifier(m->card_id_column)) :
+							 "NULL::pg_catalog.int8", rel);
 			break;
 		case MAP_CIRCULATIONS:
 			{
@@ -358,16 +362,29 @@ overdue_sql(List *sources, const char *patron_expr)
 
 /*
  * SQL for a patron's barcode, over alias, a row of the patron mapping view:
- * the patron's own (p.barcode::text), or an active card's:
+ * the patron's own (p.barcode::text), or the primary card's when the
+ * patron table names one (primary_card_column) and it is active, or an
+ * active card's:
  *
- *	 (SELECT max(c.barcode::text) FROM <card mapping> c
- *	   WHERE c.patron_id = <alias>.patron_id AND c.is_active)
+ *	 COALESCE((SELECT c.barcode::text FROM <card mapping> c JOIN <patrons> pt
+ *	             ON c.card_id = pt.<primary card> WHERE pt.<id> = <alias>.patron_id AND c.is_active),
+ *	          (SELECT max(c.barcode::text) FROM <card mapping> c
+ *	            WHERE c.patron_id = <alias>.patron_id AND c.is_active))
  */
 char *
 barcode_sql(const Mapping *m, const char *alias)
 {
 	if (m->patrons && m->patrons->barcode_column)
 		return psprintf("%s.barcode::pg_catalog.text", alias);
+	if (m->cards && m->cards->primary_card_name)
+		return psprintf("COALESCE((SELECT c.barcode::pg_catalog.text FROM %s c JOIN %s pt "
+						"ON c.card_id OPERATOR(pg_catalog.=) pt.%s "
+						"WHERE pt.%s OPERATOR(pg_catalog.=) %s.patron_id AND c.is_active), "
+						"(SELECT pg_catalog.max(c.barcode::pg_catalog.text) FROM %s c "
+						"WHERE c.patron_id OPERATOR(pg_catalog.=) %s.patron_id AND c.is_active))",
+						m->cards->mapping_name, m->patrons->relname,
+						quote_identifier(m->cards->primary_card_name), m->patrons->id_column, alias,
+						m->cards->mapping_name, alias);
 	if (m->cards)
 		return psprintf("(SELECT pg_catalog.max(c.barcode::pg_catalog.text) FROM %s c "
 						"WHERE c.patron_id OPERATOR(pg_catalog.=) %s.patron_id AND c.is_active)",

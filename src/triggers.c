@@ -192,7 +192,7 @@ wanted_triggers(void)
 		{
 			case MAP_PATRONS:
 				{
-					bool		rows = patrons_deleted_when(a);
+					bool		rows = patrons_deleted_when(a) || a->group_name != NULL;
 
 					foreach(m, a->tree)
 					{

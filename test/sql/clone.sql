@@ -19,8 +19,8 @@ SELECT street1 FROM ev.usr WHERE id = :deniz;   -- the caller's value wins over 
 -- errors leave nothing behind: no patron row, no card, no account, no history
 SELECT state() AS before, (SELECT count(*) FROM ev.usr) AS patrons, (SELECT count(*) FROM ev.card) AS cards \gset
 SELECT try($$SELECT patron_group.clone_patron(101, '{"nickname": "Lin"}')$$);
-SELECT try($$SELECT patron_group.clone_patron(101, '{"home_ou": "Central"}')$$);
-SELECT try($$SELECT patron_group.clone_patron(101, '{"home_ou": 99999999999}')$$);
+SELECT try($$SELECT patron_group.clone_patron(101, '{"first_given_name": "X", "home_ou": "Central"}')$$);
+SELECT try($$SELECT patron_group.clone_patron(101, '{"first_given_name": "X", "home_ou": 99999999999}')$$);
 SELECT try($$SELECT patron_group.clone_patron(101, '{"first_given_name": null}')$$);
 SELECT try($$SELECT patron_group.clone_patron(101, '{"first_given_name": "X", "barcode": "２９０００００００００１０１"}')$$);
 SELECT try($$SELECT patron_group.clone_patron(101, '{"first_given_name": "X", "expire_date": "2031-01-01"}')$$);

@@ -562,7 +562,7 @@ my @operations = (
 		who => 'staff',
 		sql => "SELECT patron_group.clone_patron($L, "
 		  . q{'{"id": 500080, "given_name": "Lucas", "barcode": "C80"}'} . ", 'save and clone');",
-		covers => [ 'clone_patron(bigint,jsonb,text)', 'patrons_trigger()', 'accounts_trigger()' ],
+		covers => [ 'clone_patron(bigint,jsonb,text)', 'patrons_trigger()', 'accounts_trigger()', 'balance_from_totals()' ],
 	},
 	{
 		name => 'set_lead',
@@ -893,13 +893,13 @@ INSERT INTO ils.cash_payment (xact, amount) VALUES (210, 0.50);
 		who => 'dba',
 		sql => "SELECT patron_group.attach_patrons('ils.patron', 'id', "
 		  . "name_columns => '{family_name,given_name}', clone_columns => '{family_name,street,city,phone}');",
-		covers => [ 'attach_patrons(regclass,name,name,name[],name[],text)', 'accounts_trigger()' ],
+		covers => [ 'attach_patrons(regclass,name,name,name[],name[],text,name,name)', 'accounts_trigger()' ],
 	},
 	{
 		name => 'attach_cards',
 		who => 'dba',
 		sql => "SELECT patron_group.attach_cards('ils.card', 'patron', 'barcode', active_when => 'active');",
-		covers => ['attach_cards(regclass,name,name,text)'],
+		covers => ['attach_cards(regclass,name,name,text,name,name)'],
 	},
 	{
 		name => 'attach_circulations',

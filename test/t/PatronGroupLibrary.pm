@@ -120,9 +120,16 @@ sub snapshot_queries
 		$q{"ils.$t"} =
 		  "SELECT string_agg(t::text, E'\\n' ORDER BY t.id) FROM ils.$t t";
 	}
-	$q{'groups'} = q{SELECT string_agg(g::text, E'\n' ORDER BY g.group_id)
+	# (the columns every version has; 1.2 adds loan states and the balance)
+	$q{'groups'} = q{SELECT string_agg(concat_ws(' ', g.group_id, g.label, g.created_at, g.member_count,
+	                                             g.lead_count, g.items_out, g.items_lost, g.amount_billed,
+	                                             g.amount_paid), E'\n' ORDER BY g.group_id)
 	                   FROM patron_group.groups g};
-	$q{'accounts'} = q{SELECT string_agg(a::text, E'\n' ORDER BY a.patron_id)
+	$q{'accounts'} = q{SELECT string_agg(concat_ws(' ', a.patron_id, a.group_id, a.is_lead,
+	                                               a.share_circulations, a.share_bills,
+	                                               a.share_circulations_until, a.share_bills_until,
+	                                               a.items_out, a.items_lost, a.amount_billed,
+	                                               a.amount_paid), E'\n' ORDER BY a.patron_id)
 	                     FROM patron_group.accounts a};
 	$q{'history'} = q{SELECT string_agg(h::text, E'\n' ORDER BY h.event_id)
 	                    FROM patron_group.history h};
