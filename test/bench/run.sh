@@ -2,13 +2,28 @@
 # make bench: the benchmarks of BENCHMARKS.md, side by side in one run on a
 # throwaway server.  SCALE=10 make bench for ten times the data; T=seconds
 # per pgbench run (default 20), ROUNDS (default 3).
+#
+# BENCH_ONLY=reporting make bench: section 7 alone (the reporting views
+# against hand-written joins, test/bench/reporting/section.sh): the library
+# is generated and copied into bench_report only, with no other database,
+# callgrind or pgbench mix.  Its knobs: REPORT_ROUNDS (default ROUNDS) rounds
+# of the whole-view queries, LOOKUP_T (default 10) seconds and
+# LOOKUP_CLIENTS (default 1) clients per pgbench run of a lookup.
+# BENCH_PORT (default 54370) and BENCH_WORK (default /tmp/patron_group-bench)
+# let two runs share a machine.  PGBIN (scripts/common.sh) picks the
+# PostgreSQL installation the extension is built, installed and run with.
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/common.sh"
 
 SCALE=${SCALE:-1}
 T=${T:-20}
 ROUNDS=${ROUNDS:-3}
-WORK=/tmp/patron_group-bench
+WORK=${BENCH_WORK:-/tmp/patron_group-bench}
 PORT=${BENCH_PORT:-54370}
+ONLY=${BENCH_ONLY:-}
+case $ONLY in
+    ''|reporting) ;;
+    *) echo "BENCH_ONLY=$ONLY: the only section that runs alone is reporting" >&2; exit 2 ;;
+esac
 
 ensure_packages
 ensure_user
@@ -34,6 +49,22 @@ P -d postgres -c "CREATE DATABASE bench_none"
 t0=$(date +%s.%N)
 P -d bench_none -v scale=$SCALE -f "$B/schema.sql"
 awk -v a=$t0 -v b=$(date +%s.%N) 'BEGIN{printf "%.2f s\n", b-a}' >"$WORK/gen.time"
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+# section 7 gets a copy of the library as generated, untouched by the others
+P -d postgres -c "CREATE DATABASE bench_report TEMPLATE bench_none"
+if [ "$ONLY" = reporting ]; then
+    log "# Benchmark run $(date -u '+%Y-%m-%d %H:%M UTC'), BENCH_ONLY=reporting"
+    log ""
+    log "PostgreSQL $(P -d postgres -Atc 'SHOW server_version'), $(nproc) cores, scale $SCALE:" \
+        "$(P -d bench_none -Atc "SELECT format('%s patrons, %s loans, %s bills, %s payments', (SELECT count(*) FROM patron), (SELECT count(*) FROM circulation), (SELECT count(*) FROM billing), (SELECT count(*) FROM payment))")."
+    log "Settings: shared_buffers 2GB, work_mem 64MB, synchronous_commit off. Generation took $(cat $WORK/gen.time)."
+    log ""
+    source "$B/reporting/section.sh"
+    echo
+    cat "$OUT"
+    cp "$OUT" "$WORK-results.md"
+    exit 0
+fi
 for db in bench_ext bench_plpgsql; do P -d postgres -c "CREATE DATABASE $db TEMPLATE bench_none"; done
 P -d bench_plpgsql -f "$B/peer.sql"
 say "attaching the extension"
@@ -73,8 +104,6 @@ log "PostgreSQL $(P -d postgres -Atc 'SHOW server_version'), $(nproc) cores, sca
 log "Settings: shared_buffers 2GB, synchronous_commit off (so that commit flushes do not hide the triggers' CPU cost), pgbench -c 2 -j 2 -T $T, $ROUNDS rounds, variants alternated."
 log "Generation took $(cat $WORK/gen.time); attaching (initial totals for every patron, grouping $(P -d bench_ext -Atc 'SELECT count(*) FROM patron_group.groups') families) took $(cat $WORK/attach.time)."
 log ""
-
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 say "transaction mix"
 MIX=(-c 2 -j 2 -T "$T" -D scale=$SCALE -f "$B/checkout.sql@30" -f "$B/checkin.sql@30" -f "$B/bill.sql@25" -f "$B/payment.sql@15")
@@ -229,6 +258,9 @@ log "| patron_group | ${IR[bench_ext]} | $en |"
 log "| PL/pgSQL peer | ${IR[bench_plpgsql]} | $pn |"
 log ""
 log "Extension overhead / PL/pgSQL overhead, in instructions: $(awk -v a=$en -v b=$pn 'BEGIN{printf "%.2f", a/b}') (target: at most 0.5)."
+log ""
+
+source "$B/reporting/section.sh"
 echo
 cat "$OUT"
-cp "$OUT" /tmp/patron_group-bench-results.md
+cp "$OUT" "$WORK-results.md"

@@ -1,0 +1,1 @@
+SELECT * FROM patron_group.member_summary WHERE group_id = :id;

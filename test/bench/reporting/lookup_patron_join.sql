@@ -1,0 +1,31 @@
+-- One member_summary row, written by hand over the bench library's tables:
+-- barcode the max active card barcode (attach_cards(..., active_when =>
+-- 'active')), display_name "Family, Given" from the patron table
+-- (name_columns {family_name,given_name}), overdue counted from the open, not
+-- lost loans due before now, the rest from patron_group.accounts and groups.
+SELECT a.patron_id,
+       (SELECT max(c.barcode) FROM card c WHERE c.patron = a.patron_id AND c.active) AS barcode,
+       concat_ws(', ', p.family_name, NULLIF(concat_ws(' ', p.given_name), '')) AS display_name,
+       a.group_id,
+       g.label AS group_label,
+       a.is_lead,
+       a.share_circulations,
+       a.share_circulations_until,
+       a.share_circulations AND (a.share_circulations_until IS NULL
+           OR a.share_circulations_until > statement_timestamp()) AS circulations_shared_now,
+       a.share_bills,
+       a.share_bills_until,
+       a.share_bills AND (a.share_bills_until IS NULL
+           OR a.share_bills_until > statement_timestamp()) AS bills_shared_now,
+       a.items_out,
+       (SELECT count(*) FROM circulation l
+         WHERE l.patron = a.patron_id AND l.checkin_at IS NULL
+           AND l.stop_fines IS DISTINCT FROM 'LOST' AND l.due_at < now()) AS items_overdue,
+       a.items_lost,
+       a.amount_billed,
+       a.amount_paid,
+       a.amount_billed - a.amount_paid AS balance_owed
+  FROM patron_group.accounts a
+  LEFT JOIN patron_group.groups g ON g.group_id = a.group_id
+  LEFT JOIN patron p ON p.id = a.patron_id
+ WHERE a.patron_id = :id;

@@ -1,0 +1,1 @@
+SELECT count(*) FROM patron_group.member_summary WHERE balance_owed > 5;

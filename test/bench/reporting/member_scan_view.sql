@@ -1,0 +1,1 @@
+SELECT count(*), sum(items_overdue) FROM patron_group.member_summary;
