@@ -17,11 +17,11 @@ OBJS = src/patron_group.o src/history.o src/mapping.o src/sqlgen.o \
        src/accounts.o src/groups.o src/members.o \
        src/identity.o src/consent.o src/policies.o src/guard.o \
        src/triggers.o src/limits.o src/payments.o src/attach.o \
-       src/reporting.o src/barcode_core.o src/barcode.o src/init.o
+       src/reporting.o src/views.o src/barcode_core.o src/barcode.o src/init.o
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
 REGRESS = setup attach barcode groups clone errors privileges totals totals_koha security \
-          reporting hostile limits alter trees states households
+          reporting hostile limits alter trees states households reporting_plans
 REGRESS_OPTS = --inputdir=test --encoding=UTF8
 ISOLATION = move_concurrent lead_access totals_concurrent totals_merge \
             isolation_levels limits_concurrent alter_attachment trees_merge

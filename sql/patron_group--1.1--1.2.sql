@@ -733,13 +733,17 @@ COMMENT ON FUNCTION @extschema@.revoke_supervisor(regrole) IS
 
 -- DROP SCHEMA patron_group CASCADE drops the extension too, and DROP OWNED
 -- BY its owner its objects: both are refused while tables are attached, as
--- DROP EXTENSION is.
+-- DROP EXTENSION is.  And the reporting views read the attached tables
+-- (through their mapping views), so a DROP ... CASCADE of an attached
+-- table, of its schema or of a column or function a mapping reads would
+-- drop the extension with them: the library's hook refuses that, and
+-- the trigger fires on every DDL command so that the library is loaded
+-- before the command runs.
 DROP EVENT TRIGGER patron_group_drop_guard;
 CREATE EVENT TRIGGER patron_group_drop_guard ON ddl_command_start
-    WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA', 'DROP OWNED')
     EXECUTE FUNCTION @extschema@.drop_guard();
 COMMENT ON FUNCTION @extschema@.drop_guard() IS
-'Refuses DROP EXTENSION patron_group, DROP SCHEMA patron_group and DROP OWNED BY its owner while library system tables are attached';
+'Refuses DROP EXTENSION patron_group, DROP SCHEMA patron_group and DROP OWNED BY its owner while library system tables are attached, and any statement that would drop a mapping view or the extension as a consequence';
 
 -- A table that becomes a child or a partition of a protected table is
 -- protected before its statement commits.
@@ -847,3 +851,11 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- "What changed last month" reads the history by time: an index for it.
+CREATE INDEX history_happened_at ON @extschema@.history (happened_at);
+
+-- The reporting views are plain SQL over the attached tables from 1.2,
+-- made from the mapping whenever the attachments change (attachments_changed):
+-- a statement on attachments, even one that changes no row, makes them now.
+UPDATE @extschema@.attachments SET relid = relid WHERE false;

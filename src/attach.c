@@ -907,6 +907,7 @@ pg_alter_attachment(PG_FUNCTION_ARGS)
 	MappingSpec m;
 	RowValues	r = {0};
 	Oid			old_view;
+	Oid			new_view;
 	Oid			via;
 	bool		was_protected;
 	List	   *released;
@@ -1067,8 +1068,8 @@ pg_alter_attachment(PG_FUNCTION_ARGS)
 	/* everything checked: make the new view, then the objects that follow it */
 	was_protected = a->protected;
 	released = was_protected ? protected_by(relid) : NIL;
-	drop_mapping_view(old_view);
-	spec_row(&r, &m, create_mapping_view(&m));
+	new_view = create_mapping_view(&m);
+	spec_row(&r, &m, new_view);
 	if ((a->kind == MAP_PATRONS || a->kind == MAP_CARDS) && !PG_ARGISNULL(ARG_BARCODE))
 	{
 		Oid			index;
@@ -1080,6 +1081,8 @@ pg_alter_attachment(PG_FUNCTION_ARGS)
 	if (a->kind == MAP_MONEY && via != a->via_relid)
 		lock_for_attach(via);
 	write_attachment(relid, &r, false);
+	/* the reporting views read the new one now: the old one can go, its name to the new */
+	replace_mapping_view(old_view, new_view);
 	sync_triggers();				/* the patron id, or the transaction table, may differ */
 	if (was_protected)
 		sync_protection_for(true, released);

@@ -21,7 +21,16 @@
  */
 #include "postgres.h"
 
+#include "catalog/dependency.h"
 #include "catalog/namespace.h"
+#include "catalog/objectaccess.h"
+#include "access/genam.h"
+#include "access/table.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_depend.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_rewrite.h"
+#include "utils/fmgroids.h"
 
 #include "access/xact.h"
 #include "commands/event_trigger.h"
@@ -30,11 +39,14 @@
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "nodes/parsenodes.h"
+#include "storage/proc.h"
 #include "tcop/pquery.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/portal.h"
+#include "utils/timestamp.h"
 
 #include "patron_group.h"
 
@@ -43,6 +55,32 @@ PG_FUNCTION_INFO_V1(pg_ddl_watch);
 
 static ProcessUtility_hook_type prev_process_utility = NULL;
 static ExecutorRun_hook_type prev_executor_run = NULL;
+static object_access_hook_type prev_object_access = NULL;
+
+/*
+ * The statement that is dropping the extension on purpose (DROP EXTENSION,
+ * DROP SCHEMA patron_group, DROP OWNED BY its owner, once drop_guard has let
+ * it through), by its transaction and start; any other statement that
+ * would drop it is refused (guard_object_access).
+ */
+static LocalTransactionId expected_drop_lxid = InvalidLocalTransactionId;
+static TimestampTz expected_drop_start = 0;
+
+static void
+expect_extension_drop(void)
+{
+	expected_drop_lxid = MyProc->lxid;
+	expected_drop_start = GetCurrentStatementStartTimestamp();
+}
+
+static bool
+extension_drop_expected(void)
+{
+	return expected_drop_lxid == MyProc->lxid &&
+		expected_drop_start == GetCurrentStatementStartTimestamp();
+}
+
+static bool names_patron_group(List *objects);
 
 /*
  * Is this a session of a registered patron-facing role, in a database where
@@ -122,6 +160,11 @@ guard_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 	if (IsA(stmt, DeclareCursorStmt) &&
 		(((DeclareCursorStmt *) stmt)->options & CURSOR_OPT_HOLD) && patron_facing_now())
 		refuse_held_cursor();
+	if (IsA(stmt, DropStmt) &&
+		(((DropStmt *) stmt)->removeType == OBJECT_EXTENSION ||
+		 ((DropStmt *) stmt)->removeType == OBJECT_SCHEMA) &&
+		names_patron_group(((DropStmt *) stmt)->objects))
+		expect_extension_drop();	/* drop_guard, its event trigger, decides */
 	if (prev_process_utility)
 		prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
 							 queryEnv, dest, qc);
@@ -154,6 +197,104 @@ guard_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 		standard_ExecutorRun(queryDesc, direction, count, execute_once);
 }
 
+
+/* The relation a rewrite rule belongs to, or InvalidOid. */
+static Oid
+rule_owner(Oid rule)
+{
+	Relation	rewrite = table_open(RewriteRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			owner = InvalidOid;
+
+	ScanKeyInit(&key, Anum_pg_rewrite_oid, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(rule));
+	scan = systable_beginscan(rewrite, RewriteOidIndexId, true, NULL, 1, &key);
+	if (HeapTupleIsValid(tup = systable_getnext(scan)))
+		owner = ((Form_pg_rewrite) GETSTRUCT(tup))->ev_class;
+	systable_endscan(scan);
+	table_close(rewrite, AccessShareLock);
+	return owner;
+}
+
+/* Is the view read by one of the extension's own views (a rule of a member view depends on it)? */
+static bool
+read_by_extension_view(Oid view)
+{
+	Oid			ext = get_extension_oid("patron_group", true);
+	Relation	depend;
+	ScanKeyData key[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		read = false;
+
+	if (!OidIsValid(ext))
+		return false;
+	depend = table_open(DependRelationId, AccessShareLock);
+	ScanKeyInit(&key[0], Anum_pg_depend_refclassid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(RelationRelationId));
+	ScanKeyInit(&key[1], Anum_pg_depend_refobjid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(view));
+	scan = systable_beginscan(depend, DependReferenceIndexId, true, NULL, 2, key);
+	while (!read && HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_depend d = (Form_pg_depend) GETSTRUCT(tup);
+		Oid			owner;
+
+		if (d->classid != RewriteRelationId || d->deptype != DEPENDENCY_NORMAL)
+			continue;
+		/* the view whose rule it is */
+		owner = rule_owner(d->objid);
+		read = OidIsValid(owner) && owner != view &&
+			getExtensionOfObject(RelationRelationId, owner) == ext;
+	}
+	systable_endscan(scan);
+	table_close(depend, AccessShareLock);
+	return read;
+}
+
+/*
+ * The mapping views of the patrons, cards and circulations are read by the
+ * reporting views, which are the extension's own: a statement that drops
+ * one by CASCADE (DROP TABLE, DROP SCHEMA of the library system's tables,
+ * ALTER TABLE ... DROP COLUMN, DROP FUNCTION or DROP TYPE of something a
+ * condition uses) would, through them, drop the whole extension, its groups
+ * and history with it.  Refuse such a statement (it is rolled back whole),
+ * and say what to do; and refuse any other way a statement would drop the
+ * extension as a consequence.
+ * The hook is installed when the library is loaded, which drop_guard (an
+ * event trigger on every DDL command) makes sure of before the command
+ * runs.
+ */
+static void
+guard_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subId, void *arg)
+{
+	if (prev_object_access)
+		prev_object_access(access, classId, objectId, subId, arg);
+	if (access != OAT_DROP || extension_drop_expected())
+		return;
+	if (classId == ExtensionRelationId && objectId == get_extension_oid("patron_group", true))
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("this statement would drop extension patron_group"),
+				 errdetail("The extension's reporting views read the tables attached to it; "
+						   "dropping what they read would take the extension, its groups and "
+						   "its history with it."),
+				 errhint("Detach the table with patron_group.detach() first, or run "
+						 "DROP EXTENSION patron_group to remove the extension.")));
+	if (classId == RelationRelationId && subId == 0 && !dropping_mapping_view &&
+		get_rel_relkind(objectId) == RELKIND_VIEW &&
+		get_rel_namespace(objectId) == get_namespace_oid(PG_SCHEMA, true) &&
+		read_by_extension_view(objectId))
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot drop view %s.%s: it maps a table attached to patron_group",
+						PG_SCHEMA, get_rel_name(objectId)),
+				 errdetail("The extension's reporting views read the attached table through it: "
+						   "dropping it would drop the extension, its groups and its history with it."),
+				 errhint("Detach the table with patron_group.detach() first; then drop it.")));
+}
+
 /* Install the hooks; called once, when the library is loaded. */
 void
 guard_init(void)
@@ -162,6 +303,8 @@ guard_init(void)
 	ProcessUtility_hook = guard_process_utility;
 	prev_executor_run = ExecutorRun_hook;
 	ExecutorRun_hook = guard_executor_run;
+	prev_object_access = object_access_hook;
+	object_access_hook = guard_object_access;
 }
 
 /* Does a list of names (DROP's objects) name patron_group? */
@@ -190,13 +333,15 @@ drops_extension_owner(DropOwnedStmt *stmt)
 }
 
 /*
- * drop_guard: an event trigger on DROP EXTENSION, DROP SCHEMA and DROP
- * OWNED.  While tables are still attached, dropping the extension, its
- * schema (which takes the extension with it) or its owner's objects would
- * take the triggers and the restrictive policies off the library system's
- * tables but leave row-level security switched on with only the policy that
- * lets everyone read: the catalogue would read every loan.  Refuse, and say
- * what to do.
+ * drop_guard: an event trigger at the start of every DDL command (calling
+ * it loads the library, whose hook then watches what the command drops).
+ * On DROP EXTENSION, DROP SCHEMA and DROP OWNED: while tables are still
+ * attached, dropping the extension, its schema (which takes the extension
+ * with it) or its owner's objects would take the triggers and the
+ * restrictive policies off the library system's tables but leave row-level
+ * security switched on with only the policy that lets everyone read: the
+ * catalogue would read every loan.  Refuse, and say what to do; otherwise
+ * let the extension go.
  */
 Datum
 pg_drop_guard(PG_FUNCTION_ARGS)
@@ -241,6 +386,7 @@ pg_drop_guard(PG_FUNCTION_ARGS)
 							 "switched it on.")));
 	}
 	SPI_finish();
+	expect_extension_drop();
 	PG_RETURN_VOID();
 }
 

@@ -72,7 +72,6 @@
 
 #include "patron_group.h"
 
-PG_FUNCTION_INFO_V1(pg_attachments_changed);
 
 /* The cached mapping, its memory, and whether it still holds. */
 static Mapping *cached = NULL;
@@ -422,23 +421,6 @@ mapping_trees_changed(void)
 	mapping_changed();
 }
 
-/*
- * attachments_changed: AFTER INSERT, UPDATE, DELETE or TRUNCATE on
- * patron_group.attachments, for each statement.  Every backend forgets its
- * cached mapping (and the expressions compiled from it) when this
- * transaction commits, and this one at once: whoever wrote the rows, the
- * extension or its owner directly.
- */
-Datum
-pg_attachments_changed(PG_FUNCTION_ARGS)
-{
-	TriggerData *td = trigger_data(fcinfo, "attachments_changed", true);
-
-	CacheInvalidateRelcacheByRelid(RelationGetRelid(td->tg_relation));
-	mapping_changed();
-	return PointerGetDatum(NULL);
-}
-
 /* The name of a mapping kind, as attachments.kind spells it. */
 const char *
 mapping_kind_name(MappingKind kind)
@@ -683,6 +665,9 @@ comment_mapping_columns(const char *qname, MappingSpec *m)
 	}
 }
 
+/* Set while the extension drops a mapping view of its own (guard.c refuses anyone else's drop). */
+bool		dropping_mapping_view = false;
+
 /* Drop a mapping view, if it is still there. */
 void
 drop_mapping_view(Oid view)
@@ -692,8 +677,38 @@ drop_mapping_view(Oid view)
 	if (!OidIsValid(view) || get_rel_name(view) == NULL)
 		return;
 	become_extension_owner(&oc);
-	spi_exec(psprintf("DROP VIEW %s", qualified_relname(view)));
+	dropping_mapping_view = true;
+	PG_TRY();
+	{
+		spi_exec(psprintf("DROP VIEW %s", qualified_relname(view)));
+	}
+	PG_FINALLY();
+	{
+		dropping_mapping_view = false;
+	}
+	PG_END_TRY();
 	restore_user(&oc);
+}
+
+/*
+ * The old mapping view of a table goes and the new one takes its name
+ * (alter_attachment(): the new one was made beside it, under another name,
+ * so that nothing ever read a table without one).
+ */
+void
+replace_mapping_view(Oid old_view, Oid new_view)
+{
+	OwnerContext oc;
+	char	   *name;
+
+	if (!OidIsValid(old_view) || get_rel_name(old_view) == NULL)
+		return;
+	name = pstrdup(get_rel_name(old_view));
+	drop_mapping_view(old_view);
+	become_extension_owner(&oc);
+	spi_exec(psprintf("ALTER VIEW %s RENAME TO %s", qualified_relname(new_view), quote_identifier(name)));
+	restore_user(&oc);
+	mapping_changed();
 }
 
 /* The expression of the output column 'name' of a view's stored query, or NULL. */

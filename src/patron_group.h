@@ -187,6 +187,8 @@ extern const char *mapping_kind_name(MappingKind kind);
 extern MappingKind mapping_kind_of(const char *name);
 extern Oid	create_mapping_view(MappingSpec *m);
 extern void drop_mapping_view(Oid view);
+extern bool dropping_mapping_view;	/* the extension itself is dropping one */
+extern void replace_mapping_view(Oid old_view, Oid new_view);
 extern void compile_mapping(Oid viewid, Oid relid, Oid member, Expr **exprs, Oid *key_type,
 							Expr **renewal);
 extern char *mapping_condition(const Attachment *a, const char *column);
@@ -217,6 +219,9 @@ extern char *apply_one_sql(const char *table, const char *key, bool returning_gr
 extern char *apply_many_accounts_sql(void);
 extern char *apply_many_groups_sql(void);
 extern char *adjust_group_sql(void);
+extern char *member_summary_sql(const Mapping *m);
+extern char *group_summary_sql(const Mapping *m);
+extern char *membership_history_sql(const Mapping *m);
 
 /* ---------------------------------------------------------------------------
  * locks.c: the lock order
@@ -262,6 +267,7 @@ extern void delta_add_values(DeltaSet *set, PatronDelta *d, const Datum *values,
 extern PatronDelta **nonzero_deltas(DeltaSet *set, int *count);
 extern int	compare_deltas(const void *a, const void *b);
 extern void apply_deltas(PatronDelta **deltas, int n);
+
 extern void adjust_group(int64 group_id, int sign, bool lead, const Datum *figures);
 extern void adjust_leads(int64 group_id, int leads);
 extern uint64 write_recount(const char *expected_sql, ArrayType *patron_ids);

@@ -855,3 +855,225 @@ adjust_group_sql(void)
 					"WHERE group_id OPERATOR(pg_catalog.=) $1 RETURNING member_count",
 					figure_adds(NULL, NULL, 4));
 }
+
+/* ---------------------------------------------------------------------------
+ * The reporting views, as plain SQL over the attached tables
+ * ------------------------------------------------------------------------- */
+
+/*
+ * SQL: the overdue loans of every circulation table, one row per loan
+ * (NULL when none is attached):
+ *
+ *	 SELECT l.patron_id FROM <circulation mapping> l
+ *	  WHERE l.is_open AND NOT l.is_lost AND NOT l.is_claims_returned
+ *	    AND NOT l.is_long_overdue AND l.due < now()
+ *	 UNION ALL ...
+ *
+ * The patron column keeps its type, so that a filter or a join on it
+ * reaches each table's index.
+ */
+static char *
+overdue_rows_sql(const Mapping *m)
+{
+	StringInfoData rows;
+	ListCell   *lc;
+
+	initStringInfo(&rows);
+	foreach(lc, m->totals)
+	{
+		Attachment *s = lfirst(lc);
+
+		if (s->kind != MAP_CIRCULATIONS)
+			continue;
+		appendStringInfo(&rows, "%sSELECT l.patron_id FROM %s l WHERE l.is_open AND NOT l.is_lost "
+						 "AND NOT l.is_claims_returned AND NOT l.is_long_overdue "
+						 "AND l.due OPERATOR(pg_catalog.<) pg_catalog.now()",
+						 rows.len ? " UNION ALL " : "", s->mapping_name);
+	}
+	return rows.len ? rows.data : NULL;
+}
+
+/*
+ * SQL: the overdue loans of every patron with any, one row per patron:
+ *
+ *	 SELECT d.patron_id, count(*) AS n FROM (<overdue rows>) d GROUP BY 1
+ *
+ * Grouped by the patron, so a filter on the patron reaches each table's
+ * index, and a report that does not read it leaves it out of the plan.
+ */
+static char *
+overdue_per_patron_sql(const Mapping *m)
+{
+	char	   *rows = overdue_rows_sql(m);
+
+	if (rows == NULL)
+		return NULL;
+	return psprintf("SELECT d.patron_id, pg_catalog.count(*) AS n FROM (%s) d GROUP BY 1", rows);
+}
+
+/*
+ * The joins that give the patron of account alias 'acc' (a bigint patron
+ * id) a barcode and a name, and the expressions that read them:
+ *
+ *	 LEFT JOIN <patron mapping> p ON p.patron_id = <acc>.patron_id
+ *	 [LEFT JOIN (SELECT c.patron_id, max(c.barcode::text) AS barcode FROM <card mapping> c
+ *	              WHERE c.is_active GROUP BY c.patron_id) bc ON bc.patron_id = <acc>.patron_id]
+ *
+ * The barcode is the patron table's own, or the greatest active card's, or,
+ * where the patron table names a primary card, that card's when it is
+ * active.  Both joins give at most one row per patron (a primary key, a
+ * grouping), so a report that reads neither name nor barcode has them left
+ * out of its plan, and a filter on the patron reaches into them.
+ */
+static void
+patron_joins(const Mapping *m, const char *acc, const char *suffix, StringInfo joins,
+			 char **barcode, char **name)
+{
+	const Attachment *pa = m->patrons;
+	const Attachment *c = m->cards;
+	char	   *p = psprintf("p%s", suffix);
+	char	   *bc = psprintf("bc%s", suffix);
+
+	appendStringInfo(joins, " LEFT JOIN %s %s ON %s.patron_id OPERATOR(pg_catalog.=) %s.patron_id",
+					 pa->mapping_name, p, p, acc);
+	*name = psprintf("%s.display_name", p);
+	if (pa->barcode_column)
+		*barcode = psprintf("%s.barcode::pg_catalog.text", p);
+	else if (c && c->primary_card_name)
+	{
+		char	   *pt = psprintf("pt%s", suffix);
+		char	   *cp = psprintf("cp%s", suffix);
+
+		appendStringInfo(joins,
+						 " LEFT JOIN %s %s ON %s.%s OPERATOR(pg_catalog.=) %s.patron_id"
+						 " LEFT JOIN %s %s ON %s.card_id OPERATOR(pg_catalog.=) %s.%s AND %s.is_active"
+						 " LEFT JOIN (SELECT c.patron_id, pg_catalog.max(c.barcode::pg_catalog.text) AS barcode "
+						 "FROM %s c WHERE c.is_active GROUP BY c.patron_id) %s "
+						 "ON %s.patron_id OPERATOR(pg_catalog.=) %s.patron_id",
+						 pa->relname, pt, pt, pa->id_column, acc,
+						 c->mapping_name, cp, cp, pt, quote_identifier(c->primary_card_name), cp,
+						 c->mapping_name, bc, bc, acc);
+		*barcode = psprintf("COALESCE(%s.barcode::pg_catalog.text, %s.barcode)", cp, bc);
+	}
+	else if (c)
+	{
+		/* one aggregate of the cards, which a report that does not read the barcode leaves out */
+		appendStringInfo(joins,
+						 " LEFT JOIN (SELECT c.patron_id, pg_catalog.max(c.barcode::pg_catalog.text) AS barcode "
+						 "FROM %s c WHERE c.is_active GROUP BY c.patron_id) %s "
+						 "ON %s.patron_id OPERATOR(pg_catalog.=) %s.patron_id",
+						 c->mapping_name, bc, bc, acc);
+		*barcode = psprintf("%s.barcode", bc);
+	}
+	else
+		*barcode = "NULL::pg_catalog.text";
+}
+
+/*
+ * The columns of member_summary from the account (alias a) and its group
+ * (g), from group_id to items_out; whether a consent is in force now, as
+ * consent_sql() says.
+ */
+static const char *
+member_columns(void)
+{
+	return "a.group_id, g.label AS group_label, a.is_lead, "
+		"a.share_circulations, a.share_circulations_until, "
+		"a.share_circulations AND (a.share_circulations_until IS NULL "
+		"OR a.share_circulations_until OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp()) "
+		"AS circulations_shared_now, "
+		"a.share_bills, a.share_bills_until, "
+		"a.share_bills AND (a.share_bills_until IS NULL "
+		"OR a.share_bills_until OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp()) "
+		"AS bills_shared_now, a.items_out";
+}
+
+/*
+ * SQL of member_summary: one row per account, with the patron's barcode and
+ * name, the group's label, consents and whether they are in force, and the
+ * figures, overdue counted now:
+ *
+ *	 SELECT a.patron_id, <barcode>, p.display_name, a.group_id, g.label, ..., a.items_out,
+ *	        COALESCE(o.n, 0)::int8 AS items_overdue, a.items_lost, ...
+ *	   FROM accounts a LEFT JOIN groups g ON g.group_id = a.group_id
+ *	        <patron joins> LEFT JOIN (<overdue per patron>) o ON o.patron_id = a.patron_id
+ *
+ * With no patron table attached: the accounts alone, barcode, name and
+ * overdue NULL.
+ */
+char *
+member_summary_sql(const Mapping *m)
+{
+	StringInfoData joins;
+	char	   *barcode = "NULL::pg_catalog.text";
+	char	   *name = "NULL::pg_catalog.text";
+	char	   *overdue = m->patrons ? overdue_per_patron_sql(m) : NULL;
+
+	initStringInfo(&joins);
+	if (m->patrons)
+		patron_joins(m, "a", "", &joins, &barcode, &name);
+	if (overdue)
+		appendStringInfo(&joins, " LEFT JOIN (%s) o ON o.patron_id OPERATOR(pg_catalog.=) a.patron_id", overdue);
+	return psprintf("SELECT a.patron_id, %s AS barcode, %s AS display_name, %s, %s AS items_overdue, "
+					"a.items_lost, a.amount_billed, a.amount_paid, a.balance_owed, "
+					"a.items_claims_returned, a.items_long_overdue "
+					"FROM " PG_SCHEMA ".accounts a "
+					"LEFT JOIN " PG_SCHEMA ".groups g ON g.group_id OPERATOR(pg_catalog.=) a.group_id%s",
+					barcode, name, member_columns(),
+					overdue ? "COALESCE(o.n, 0)::pg_catalog.int8" :
+					m->patrons ? "0::pg_catalog.int8" : "NULL::pg_catalog.int8",
+					joins.data);
+}
+
+/*
+ * SQL of group_summary: one row per group, its members' overdue loans
+ * counted now by one aggregate:
+ *
+ *	 SELECT g.group_id, g.label, ..., COALESCE(go.n, 0)::int8 AS items_overdue, ...
+ *	   FROM groups g LEFT JOIN (SELECT m.group_id, count(*) AS n FROM accounts m
+ *	          JOIN (<overdue rows>) o ON o.patron_id = m.patron_id
+ *	         WHERE m.group_id IS NOT NULL GROUP BY m.group_id) go ON go.group_id = g.group_id
+ */
+char *
+group_summary_sql(const Mapping *m)
+{
+	char	   *overdue = m->patrons ? overdue_rows_sql(m) : NULL;
+
+	return psprintf("SELECT g.group_id, g.label, g.created_at, g.member_count, g.lead_count, g.items_out, "
+					"%s AS items_overdue, g.items_lost, g.amount_billed, g.amount_paid, g.balance_owed, "
+					"g.items_claims_returned, g.items_long_overdue "
+					"FROM " PG_SCHEMA ".groups g%s",
+					overdue ? "COALESCE(go.n, 0)::pg_catalog.int8" :
+					m->patrons ? "0::pg_catalog.int8" : "NULL::pg_catalog.int8",
+					overdue ? psprintf(" LEFT JOIN (SELECT m.group_id, pg_catalog.count(*) AS n "
+									   "FROM " PG_SCHEMA ".accounts m JOIN (%s) o "
+									   "ON o.patron_id OPERATOR(pg_catalog.=) m.patron_id "
+									   "WHERE m.group_id IS NOT NULL GROUP BY m.group_id) go "
+									   "ON go.group_id OPERATOR(pg_catalog.=) g.group_id", overdue) : "");
+}
+
+/*
+ * SQL of membership_history: every event, with the patron's barcode and
+ * name now and the groups' labels now:
+ *
+ *	 SELECT h.event_id, ..., <barcode>, p.display_name, ... FROM history h
+ *	   <patron joins on h> LEFT JOIN groups fg ... LEFT JOIN groups tg ...
+ */
+char *
+membership_history_sql(const Mapping *m)
+{
+	StringInfoData joins;
+	char	   *barcode = "NULL::pg_catalog.text";
+	char	   *name = "NULL::pg_catalog.text";
+
+	initStringInfo(&joins);
+	if (m->patrons)
+		patron_joins(m, "h", "", &joins, &barcode, &name);
+	return psprintf("SELECT h.event_id, h.happened_at, h.action, h.patron_id, %s AS barcode, "
+					"%s AS display_name, h.from_group, fg.label AS from_group_label, h.to_group, "
+					"tg.label AS to_group_label, h.db_role, h.app_user, h.reason, h.detail "
+					"FROM " PG_SCHEMA ".history h%s "
+					"LEFT JOIN " PG_SCHEMA ".groups fg ON fg.group_id OPERATOR(pg_catalog.=) h.from_group "
+					"LEFT JOIN " PG_SCHEMA ".groups tg ON tg.group_id OPERATOR(pg_catalog.=) h.to_group",
+					barcode, name, joins.data);
+}

@@ -9,7 +9,9 @@ SELECT g.group_id,
        g.items_lost,
        g.amount_billed,
        g.amount_paid,
-       g.amount_billed - g.amount_paid AS balance_owed
+       g.balance_owed,
+       g.items_claims_returned,
+       g.items_long_overdue
   FROM patron_group.groups g
   LEFT JOIN (SELECT a.group_id, count(*) AS n
                FROM patron_group.accounts a

@@ -26,7 +26,9 @@ SELECT a.patron_id,
        a.items_lost,
        a.amount_billed,
        a.amount_paid,
-       a.amount_billed - a.amount_paid AS balance_owed
+       a.balance_owed,
+       a.items_claims_returned,
+       a.items_long_overdue
   FROM card c0
   JOIN patron_group.accounts a ON a.patron_id = c0.patron
   LEFT JOIN patron_group.groups g ON g.group_id = a.group_id

@@ -24,8 +24,10 @@ SELECT a.patron_id,
        a.items_lost,
        a.amount_billed,
        a.amount_paid,
-       a.amount_billed - a.amount_paid AS balance_owed
+       a.balance_owed,
+       a.items_claims_returned,
+       a.items_long_overdue
   FROM patron_group.accounts a
   LEFT JOIN patron_group.groups g ON g.group_id = a.group_id
   LEFT JOIN patron p ON p.id = a.patron_id
- WHERE a.group_id = :id;
+ WHERE a.group_id = :id ORDER BY a.patron_id;

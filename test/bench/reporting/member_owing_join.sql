@@ -1,2 +1,2 @@
--- balance_owed is amount_billed - amount_paid of patron_group.accounts
-SELECT count(*) FROM patron_group.accounts a WHERE a.amount_billed - a.amount_paid > 5;
+-- balance_owed is kept in patron_group.accounts
+SELECT count(*) FROM patron_group.accounts a WHERE a.balance_owed > 5;
