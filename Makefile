@@ -13,7 +13,7 @@ EXTENSION = patron_group
 MODULE_big = patron_group
 # Bottom layer first; src/README.md says what each file does.
 OBJS = src/patron_group.o src/history.o src/mapping.o src/sqlgen.o \
-       src/locks.o src/deltas.o src/totals.o src/recount.o \
+       src/locks.o src/deltas.o src/direct.o src/totals.o src/recount.o \
        src/accounts.o src/groups.o src/members.o \
        src/identity.o src/consent.o src/policies.o src/guard.o \
        src/triggers.o src/limits.o src/payments.o src/attach.o \
@@ -21,10 +21,11 @@ OBJS = src/patron_group.o src/history.o src/mapping.o src/sqlgen.o \
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
 REGRESS = setup attach barcode groups clone errors privileges totals totals_koha security \
-          reporting hostile limits alter trees states households reporting_plans
+          reporting hostile limits alter trees states households reporting_plans direct
 REGRESS_OPTS = --inputdir=test --encoding=UTF8
 ISOLATION = move_concurrent lead_access totals_concurrent totals_merge \
-            isolation_levels limits_concurrent alter_attachment trees_merge
+            isolation_levels limits_concurrent alter_attachment trees_merge \
+            direct_updates
 ISOLATION_OPTS = --inputdir=test --encoding=UTF8
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl

@@ -437,6 +437,17 @@ $$;
 COMMENT ON FUNCTION @extschema@.group_members(bigint) IS
 'Group Member Details: every member of the patron''s group with barcode, name, lead flag and totals, then a row (member_id NULL) with the group''s totals';
 
+-- Why the totals are written through SQL rather than directly (NULL: they
+-- are written directly), as health() reports it
+CREATE FUNCTION @extschema@.direct_refusal()
+RETURNS text
+LANGUAGE C STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pg_direct_refusal';
+REVOKE ALL ON FUNCTION @extschema@.direct_refusal() FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.direct_refusal() IS
+'Why the totals are written through SQL instead of directly (a trigger, rule, CHECK or index on a total of accounts or groups), or NULL when they are written directly';
+
 -- health(): the same checks, consents compared with the statement's time,
 -- and the mapping views and the protection of children among what can be
 -- missing
@@ -578,6 +589,16 @@ BEGIN
             fix := pg_catalog.format('INSERT INTO patron_group.accounts (patron_id) VALUES (%s);  -- as a superuser; then SELECT patron_group.rebuild(ARRAY[%s]::bigint[]);', r.patron_id, r.patron_id);
             RETURN NEXT;
         END LOOP;
+    END IF;
+
+    -- something on accounts or groups that an update of the totals concerns
+    SELECT patron_group.direct_refusal() AS why INTO r;
+    IF r.why IS NOT NULL THEN
+        check_name := 'totals through SQL'; severity := 'notice';
+        subject := pg_catalog.split_part(r.why, ':', 1);
+        detail := pg_catalog.format('totals are correct, but written through SQL, which costs more per checkout: %s', r.why);
+        fix := 'drop what was added to the table, or keep it and accept the cost';
+        RETURN NEXT;
     END IF;
 END
 $$;

@@ -340,8 +340,9 @@ apply_many_deltas(Datum *args, const int64 *patrons, int n)
 
 /*
  * Apply deltas sorted by patron (nonzero_deltas() sorts them) to accounts
- * and groups.  The caller is connected to SPI and runs as the extension
- * owner.
+ * and groups: directly (direct.c) when nothing but the figures concerns
+ * the update, through SQL otherwise.  The caller is connected to SPI and
+ * runs as the extension owner.
  */
 void
 apply_deltas(PatronDelta **deltas, int n)
@@ -350,7 +351,7 @@ apply_deltas(PatronDelta **deltas, int n)
 	Datum	   *cols[1 + N_FIGURES];
 	int64	   *patrons;
 
-	if (n == 0)
+	if (n == 0 || direct_apply(deltas, n))
 		return;
 	refuse_if_replicated();
 	if (n == 1)

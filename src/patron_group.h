@@ -273,6 +273,12 @@ extern void adjust_leads(int64 group_id, int leads);
 extern uint64 write_recount(const char *expected_sql, ArrayType *patron_ids);
 
 /* ---------------------------------------------------------------------------
+ * direct.c: the deltas written through the table access method
+ * ------------------------------------------------------------------------- */
+
+extern bool direct_apply(PatronDelta **deltas, int n);
+
+/* ---------------------------------------------------------------------------
  * triggers.c: which triggers each table needs
  * ------------------------------------------------------------------------- */
 

@@ -601,7 +601,7 @@ my @operations = (
 		name => 'health (staff)',
 		who => 'staff',
 		sql => "SELECT * FROM patron_group.health();",
-		covers => [ 'health()', 'verify()', 'expected_triggers()' ],
+		covers => [ 'health()', 'verify()', 'expected_triggers()', 'direct_refusal()' ],
 	},
 	{
 		name => 'checkout_allowed',
