@@ -309,9 +309,11 @@ insert_index_entries(DirectUpdate *u)
 {
 	if (u->estate == NULL)
 	{
-		MemoryContext old = MemoryContextSwitchTo(CurTransactionContext);
+		MemoryContext old = MemoryContextSwitchTo(u->cxt);
 
+		/* everything in the executor state's memory, freed with it */
 		u->estate = CreateExecutorState();
+		MemoryContextSwitchTo(u->estate->es_query_cxt);
 		u->estate->es_snapshot = u->snapshot;
 		u->estate->es_output_cid = u->cid;
 		u->rri = makeNode(ResultRelInfo);
