@@ -255,6 +255,32 @@ direct_ready(DirectTable *t)
 	return why == NULL;
 }
 
+/*
+ * Lock accounts and groups as the UPDATE would (RowExclusiveLock), then say
+ * whether the direct path is open.  Locking first matters: a trigger, index,
+ * rule or CHECK added by a transaction that committed while we waited is
+ * seen (its invalidation is processed when the lock is granted), and none
+ * can be added until this transaction ends, since all of those need a lock
+ * that conflicts with ours.
+ */
+static bool
+direct_locked_and_ready(void)
+{
+	for (;;)
+	{
+		if (!accounts_table.known)
+			(void) direct_ready(&accounts_table);
+		if (!groups_table.known)
+			(void) direct_ready(&groups_table);
+		LockRelationOid(accounts_table.relid, RowExclusiveLock);
+		LockRelationOid(groups_table.relid, RowExclusiveLock);
+		if (accounts_table.known && groups_table.known)
+			break;
+		/* a definition changed while we waited: learn it again, under the locks */
+	}
+	return direct_ready(&accounts_table) && direct_ready(&groups_table);
+}
+
 /* One table being updated by the direct path, for one statement. */
 typedef struct DirectUpdate
 {
@@ -483,7 +509,7 @@ direct_apply(PatronDelta **deltas, int n)
 
 	if (n == 0)
 		return true;
-	if (!direct_ready(&accounts_table) || !direct_ready(&groups_table))
+	if (!direct_locked_and_ready())
 		return false;
 	refuse_if_replicated();
 
