@@ -9,9 +9,11 @@
  * lock order (locks.c): the account rows, in patron_id order, each UPDATE
  * returning the patron's current group (the row lock makes a concurrent move
  * wait for us, or us for it, and READ COMMITTED then sees the group the move
- * left), then the group rows, in group_id order.  A statement that concerns
- * one patron takes two single-row UPDATEs with scalar parameters, the second
- * only for a member of a group.
+ * left), then the group rows, in group_id order.  direct.c does this
+ * through the table access method whenever nothing but the figures concerns
+ * such an update; otherwise a statement that concerns one patron takes two
+ * single-row UPDATEs with scalar parameters, the second only for a member of
+ * a group.
  *
  * The other writers of totals come here too: a patron who joins or leaves a
  * group carries their totals from one group to the other (adjust_group, from

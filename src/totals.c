@@ -35,7 +35,9 @@
  * The compiled expressions are kept per backend and table, and dropped when
  * the table's, its mapping view's or its transaction table's relcache entry
  * is invalidated (CREATE or DROP TRIGGER, ALTER TABLE, alter_attachment()).
- * All writes run as the extension owner.
+ * The deltas are written by direct.c, which needs neither SPI nor a change
+ * of user; every other write (and the SQL path of the deltas) runs as the
+ * extension owner.
  */
 #include "postgres.h"
 
