@@ -57,19 +57,6 @@ ids_of(const char *sql, int64 **ids, int *n)
 	return d;
 }
 
-/* An integer column of a tuple as int64; false when NULL. */
-static bool
-column_int64(HeapTuple tup, TupleDesc desc, int attnum, int64 *value)
-{
-	bool		isnull;
-	Datum		d = heap_getattr(tup, attnum, desc, &isnull);
-
-	if (isnull)
-		return false;
-	*value = int_datum_to_int64(d, TupleDescAttr(desc, attnum - 1)->atttypid);
-	return true;
-}
-
 /*
  * Set while the extension itself writes the library system's household
  * columns, or follows a change of them: the patron table's own trigger
@@ -442,8 +429,8 @@ pg_patrons_trigger(PG_FUNCTION_ARGS)
 		Datum		values[2];
 
 		/* a patron's id changed (rare): the account follows it */
-		if (column_int64(td->tg_trigtuple, desc, attnum, &old_id) &&
-			column_int64(td->tg_newtuple, desc, attnum, &new_id))
+		if (tuple_int64(td->tg_trigtuple, desc, attnum, &old_id) &&
+			tuple_int64(td->tg_newtuple, desc, attnum, &new_id))
 		{
 			values[0] = Int64GetDatum(old_id);
 			values[1] = Int64GetDatum(new_id);

@@ -415,6 +415,19 @@ int_datum_to_int64(Datum d, Oid type)
 	return 0;					/* keep compiler quiet */
 }
 
+/* A smallint, integer or bigint column of a tuple as int64; false when NULL. */
+bool
+tuple_int64(HeapTuple tup, TupleDesc desc, AttrNumber attnum, int64 *value)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tup, attnum, desc, &isnull);
+
+	if (isnull)
+		return false;
+	*value = int_datum_to_int64(d, TupleDescAttr(desc, attnum - 1)->atttypid);
+	return true;
+}
+
 /*
  * The TriggerData of a trigger function, checking that the trigger manager
  * called it AFTER an event, for each statement or for each row as it must be.

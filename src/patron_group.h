@@ -50,6 +50,7 @@ extern int	compare_int64(const void *a, const void *b);
 extern Datum int8_array(const int64 *values, int n);
 extern void sort_distinct_int64(int64 *values, int *n);
 extern int64 int_datum_to_int64(Datum d, Oid type);
+extern bool tuple_int64(HeapTuple tup, TupleDesc desc, AttrNumber attnum, int64 *value);
 extern struct TriggerData *trigger_data(FunctionCallInfo fcinfo, const char *name, bool statement);
 
 /* ---------------------------------------------------------------------------

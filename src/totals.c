@@ -563,18 +563,6 @@ column_of(TriggerData *td, const char *name)
 	return attnum;
 }
 
-/* An int8 column of a tuple, or false when it is NULL. */
-static bool
-tuple_int8(HeapTuple tup, TupleDesc desc, AttrNumber attnum, int64 *value)
-{
-	bool		isnull;
-	Datum		d = heap_getattr(tup, attnum, desc, &isnull);
-	if (isnull)
-		return false;
-	*value = int_datum_to_int64(d, TupleDescAttr(desc, attnum - 1)->atttypid);
-	return true;
-}
-
 /*
  * via_trigger: on a transaction table that money is resolved through.
  * BEFORE DELETE (row): subtract the money of the transaction while its row
@@ -621,8 +609,8 @@ pg_via_trigger(PG_FUNCTION_ARGS)
 					patron;
 
 		result = td->tg_trigtuple;
-		if (tuple_int8(td->tg_trigtuple, desc, column_of(td, first->via_id_name), &id) &&
-			tuple_int8(td->tg_trigtuple, desc, column_of(td, first->via_patron_name), &patron))
+		if (tuple_int64(td->tg_trigtuple, desc, column_of(td, first->via_id_name), &id) &&
+			tuple_int64(td->tg_trigtuple, desc, column_of(td, first->via_patron_name), &patron))
 		{
 			XactMove	move = {id, true, patron, false, 0};
 			int			one = 1;
