@@ -340,22 +340,14 @@ apply_many_deltas(Datum *args, const int64 *patrons, int n)
 	run_kept(groups_plan, args, NULL, false, SPI_OK_UPDATE);
 }
 
-/*
- * Apply deltas sorted by patron (nonzero_deltas() sorts them) to accounts
- * and groups: directly (direct.c) when nothing but the figures concerns
- * the update, through SQL otherwise.  The caller is connected to SPI and
- * runs as the extension owner.
- */
-void
-apply_deltas(PatronDelta **deltas, int n)
+/* The deltas through SQL: the caller is connected to SPI as the extension owner. */
+static void
+apply_deltas_sql(PatronDelta **deltas, int n)
 {
 	Datum		args[1 + N_FIGURES];
 	Datum	   *cols[1 + N_FIGURES];
 	int64	   *patrons;
 
-	if (n == 0 || direct_apply(deltas, n))
-		return;
-	refuse_if_replicated();
 	if (n == 1)
 	{
 		args[0] = Int64GetDatum(deltas[0]->patron);
@@ -381,6 +373,28 @@ apply_deltas(PatronDelta **deltas, int n)
 	for (int c = 0; c < 1 + N_FIGURES; c++)
 		args[c] = make_array(cols[c], n, c <= N_COUNTS ? INT8OID : NUMERICOID);
 	apply_many_deltas(args, patrons, n);
+}
+
+/*
+ * Apply deltas sorted by patron (nonzero_deltas() sorts them) to accounts
+ * and groups: directly (direct.c) when nothing but the figures concerns
+ * the update, which needs neither SPI nor the owner; otherwise through SQL,
+ * connected to SPI (a level of its own when the caller already is) as the
+ * extension owner.
+ */
+void
+apply_deltas(PatronDelta **deltas, int n)
+{
+	OwnerContext oc;
+
+	if (n == 0 || direct_apply(deltas, n))
+		return;
+	refuse_if_replicated();
+	SPI_connect();
+	become_extension_owner(&oc);
+	apply_deltas_sql(deltas, n);
+	restore_user(&oc);
+	SPI_finish();
 }
 
 static SPIPlanPtr group_adjust_plan = NULL;

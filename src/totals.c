@@ -382,18 +382,17 @@ pg_totals_trigger(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_DELETE(ev) || TRIGGER_FIRED_BY_UPDATE(ev))
 		add_transition_rows(plans, td->tg_oldtable, true, &set);
 	deltas = nonzero_deltas(&set, &n);
-	/* the common case needs neither SPI nor the owner: direct.c */
-	if (n > 0 && (OidIsValid(plans->via_relid) || !direct_apply(deltas, n)))
+	if (n > 0 && OidIsValid(plans->via_relid))
 	{
+		/* the transactions' patrons are read through SPI, as the owner */
 		SPI_connect();
 		become_extension_owner(&oc);
-		if (OidIsValid(plans->via_relid))
-			apply_via_deltas(plans, deltas, n, &set);
-		else
-			apply_deltas(deltas, n);
+		apply_via_deltas(plans, deltas, n, &set);
 		restore_user(&oc);
 		SPI_finish();
 	}
+	else if (n > 0)
+		apply_deltas(deltas, n);
 	deltas_free(&set);
 	return PointerGetDatum(NULL);
 }
