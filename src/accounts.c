@@ -79,7 +79,8 @@ household_follows(int64 patron, bool grouped, int64 group, bool group_changed, b
 	Datum		values[3] = {Int64GetDatum(patron), Int64GetDatum(group), BoolGetDatum(lead)};
 	char	   *col;
 	char	   *alive;
-	bool		following = writing_households;
+	bool		household_null = true;
+	Datum		household = (Datum) 0;
 
 	if (a == NULL || a->group_name == NULL)
 		return;
@@ -91,38 +92,64 @@ household_follows(int64 patron, bool grouped, int64 group, bool group_changed, b
 	 * A group without a household takes its first member's, unless another
 	 * group has it (the library system's households disagree with the
 	 * groups there; the members' columns are then left alone).  This holds
-	 * when the extension follows the library system too.
+	 * when the extension follows the library system too.  The patron's
+	 * household is read from the library system's table as its owner; the
+	 * group's is written as the extension owner.
 	 */
 	if (group_changed && grouped)
-		run_sql(psprintf("UPDATE " PG_SCHEMA ".groups g SET household = h.household "
-						 "FROM (SELECT p.%s::pg_catalog.int8 AS household FROM %s p "
-						 "WHERE p.%s OPERATOR(pg_catalog.=) $1) h "
-						 "WHERE g.group_id OPERATOR(pg_catalog.=) $2 AND g.household IS NULL "
-						 "AND h.household IS NOT NULL AND NOT EXISTS (SELECT FROM " PG_SCHEMA ".groups o "
-						 "WHERE o.household OPERATOR(pg_catalog.=) h.household)",
-						 col, a->relname, a->id_column),
-				2, types, values, NULL, false, SPI_OK_UPDATE);
-	if (following)
+	{
+		bool		isnull;
+
+		ils_exec(a->relid, ILS_AS_OWNER,
+				 psprintf("SELECT p.%s::pg_catalog.int8 FROM %s p WHERE p.%s OPERATOR(pg_catalog.=) $1",
+						  col, a->relname, a->id_column),
+				 1, types, values, NULL, false, SPI_OK_SELECT);
+		if (SPI_processed == 1)
+		{
+			household = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			if (!isnull)
+			{
+				values[1] = household;
+				run_sql("UPDATE " PG_SCHEMA ".groups g SET household = $2 "
+						"WHERE g.group_id OPERATOR(pg_catalog.=) $1 AND g.household IS NULL "
+						"AND NOT EXISTS (SELECT FROM " PG_SCHEMA ".groups o "
+						"WHERE o.household OPERATOR(pg_catalog.=) $2)",
+						2, types, (Datum[]) {Int64GetDatum(group), household}, NULL, false, SPI_OK_UPDATE);
+				values[1] = Int64GetDatum(group);
+			}
+		}
+		/* the group's household now, which its members' columns take */
+		run_sql("SELECT household FROM " PG_SCHEMA ".groups WHERE group_id OPERATOR(pg_catalog.=) $1",
+				1, types + 1, values + 1, NULL, false, SPI_OK_SELECT);
+		if (SPI_processed == 1)
+			household = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &household_null);
+	}
+	if (writing_households)
 		return;					/* the library system wrote its columns itself */
 	writing_households = true;
 	PG_TRY();
 	{
-		if (group_changed && grouped)
-			run_sql(psprintf("UPDATE %s p SET %s = g.household FROM " PG_SCHEMA ".groups g "
-							 "WHERE g.group_id OPERATOR(pg_catalog.=) $2 AND p.%s OPERATOR(pg_catalog.=) $1 "
-							 "AND g.household IS NOT NULL AND p.%s IS DISTINCT FROM g.household AND %s",
-							 a->relname, col, a->id_column, col, alive),
-					2, types, values, NULL, false, SPI_OK_UPDATE);
-		else if (group_changed)
-			run_sql(psprintf("UPDATE %s p SET %s = DEFAULT WHERE p.%s OPERATOR(pg_catalog.=) $1 AND %s",
-							 a->relname, col, a->id_column, alive),
-					1, types, values, NULL, false, SPI_OK_UPDATE);
+		if (group_changed && grouped && !household_null)
+		{
+			values[1] = household;
+			ils_exec(a->relid, ILS_AS_OWNER,
+					 psprintf("UPDATE %s p SET %s = $2 WHERE p.%s OPERATOR(pg_catalog.=) $1 "
+							  "AND p.%s IS DISTINCT FROM $2 AND %s",
+							  a->relname, col, a->id_column, col, alive),
+					 2, types, values, NULL, false, SPI_OK_UPDATE);
+		}
+		else if (group_changed && !grouped)
+			ils_exec(a->relid, ILS_AS_OWNER,
+					 psprintf("UPDATE %s p SET %s = DEFAULT WHERE p.%s OPERATOR(pg_catalog.=) $1 AND %s",
+							  a->relname, col, a->id_column, alive),
+					 1, types, values, NULL, false, SPI_OK_UPDATE);
 		if (a->lead_name)
-			run_sql(psprintf("UPDATE %s p SET %s = $3 WHERE p.%s OPERATOR(pg_catalog.=) $1 "
-							 "AND p.%s IS DISTINCT FROM $3 AND %s",
-							 a->relname, quote_identifier(a->lead_name), a->id_column,
-							 quote_identifier(a->lead_name), alive),
-					3, types, values, NULL, false, SPI_OK_UPDATE);
+			ils_exec(a->relid, ILS_AS_OWNER,
+					 psprintf("UPDATE %s p SET %s = $3 WHERE p.%s OPERATOR(pg_catalog.=) $1 "
+							  "AND p.%s IS DISTINCT FROM $3 AND %s",
+							  a->relname, quote_identifier(a->lead_name), a->id_column,
+							  quote_identifier(a->lead_name), alive),
+					 3, types, values, NULL, false, SPI_OK_UPDATE);
 	}
 	PG_FINALLY();
 	{
@@ -138,13 +165,23 @@ set_lead_from_column(const Attachment *a, int64 patron, const char *reason)
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(patron)};
 
+	bool		isnull;
+	bool		is_lead;
+
 	lock_groups_of_accounts(&patron, 1);
+	ils_exec(a->relid, ILS_AS_OWNER,
+			 psprintf("SELECT COALESCE(p.%s, false) FROM %s p WHERE p.%s OPERATOR(pg_catalog.=) $1",
+					  quote_identifier(a->lead_name), a->relname, a->id_column),
+			 1, types, values, NULL, false, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		return;
+	is_lead = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	history_context_set(NULL, reason);
-	run_sql(psprintf("UPDATE " PG_SCHEMA ".accounts a SET is_lead = COALESCE(p.%s, false) FROM %s p "
-					 "WHERE a.patron_id OPERATOR(pg_catalog.=) $1 AND p.%s OPERATOR(pg_catalog.=) a.patron_id "
-					 "AND a.group_id IS NOT NULL AND a.is_lead IS DISTINCT FROM COALESCE(p.%s, false)",
-					 quote_identifier(a->lead_name), a->relname, a->id_column, quote_identifier(a->lead_name)),
-			1, types, values, NULL, false, SPI_OK_UPDATE);
+	run_sql("UPDATE " PG_SCHEMA ".accounts a SET is_lead = $2 "
+			"WHERE a.patron_id OPERATOR(pg_catalog.=) $1 "
+			"AND a.group_id IS NOT NULL AND a.is_lead IS DISTINCT FROM $2",
+			2, (Oid[]) {INT8OID, BOOLOID}, (Datum[]) {Int64GetDatum(patron), BoolGetDatum(is_lead)},
+			NULL, false, SPI_OK_UPDATE);
 	history_context_clear();
 }
 

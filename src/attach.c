@@ -686,9 +686,21 @@ pg_attach_patrons(PG_FUNCTION_ARGS)
 	record_attachment(&m, &extra);
 	sync_triggers();
 
-	become_extension_owner(&oc);
-	spi_exec(psprintf("INSERT INTO " PG_SCHEMA ".accounts (patron_id) "
-					  "SELECT %s FROM %s ON CONFLICT DO NOTHING", quote_identifier(id_column), relname));
+	/* an account for every patron: the ids read as the table's owner */
+	ils_exec(relid, ILS_AS_OWNER,
+			 psprintf("SELECT pg_catalog.array_agg(%s::pg_catalog.int8) FROM %s",
+					  quote_identifier(id_column), relname),
+			 0, NULL, NULL, NULL, false, SPI_OK_SELECT);
+	{
+		bool		isnull;
+		Datum		ids = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		become_extension_owner(&oc);
+		if (!isnull)
+			run_sql("INSERT INTO " PG_SCHEMA ".accounts (patron_id) "
+					"SELECT pg_catalog.unnest($1::pg_catalog.int8[]) ON CONFLICT DO NOTHING",
+					1, (Oid[]) {INT8ARRAYOID}, &ids, NULL, false, SPI_OK_INSERT);
+	}
 	import_households();
 	restore_user(&oc);
 	SPI_finish();

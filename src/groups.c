@@ -504,40 +504,50 @@ pg_clone_patron(PG_FUNCTION_ARGS)
 
 	refuse_unfilled_columns(map, keys);
 
-	/* the library system's tables are written with the caller's rights */
+	/*
+	 * The library system's tables are written with the caller's rights, as
+	 * the caller would register anyone (its grants and policies apply).
+	 */
 	restore_user(&oc);
 	if (cols.len == 0)
-		spi_run(psprintf("INSERT INTO %s DEFAULT VALUES RETURNING %s::pg_catalog.int8",
-						 map->relname, map->id_column),
-				0, NULL, NULL, NULL, SPI_OK_INSERT_RETURNING);
+		ils_exec(map->relid, ILS_AS_CALLER,
+				 psprintf("INSERT INTO %s DEFAULT VALUES RETURNING %s::pg_catalog.int8",
+						  map->relname, map->id_column),
+				 0, NULL, NULL, NULL, false, SPI_OK_INSERT_RETURNING);
 	else
-		spi_run(psprintf("INSERT INTO %s (%s) SELECT %s FROM %s s, "
-						 "pg_catalog.jsonb_populate_record(NULL::%s, $2) v "
-						 "WHERE s.%s OPERATOR(pg_catalog.=) $1 RETURNING %s::pg_catalog.int8",
-						 map->relname, cols.data, vals.data, map->relname,
-						 map->relname, map->id_column, map->id_column),
-				2, types, values, NULL, SPI_OK_INSERT_RETURNING);
+		ils_exec(map->relid, ILS_AS_CALLER,
+				 psprintf("INSERT INTO %s (%s) SELECT %s FROM %s s, "
+						  "pg_catalog.jsonb_populate_record(NULL::%s, $2) v "
+						  "WHERE s.%s OPERATOR(pg_catalog.=) $1 RETURNING %s::pg_catalog.int8",
+						  map->relname, cols.data, vals.data, map->relname,
+						  map->relname, map->id_column, map->id_column),
+				 2, types, values, NULL, false, SPI_OK_INSERT_RETURNING);
 	new_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (card_barcode)
 	{
 		Oid			ctypes[2] = {INT8OID, TEXTOID};
 		Datum		cvalues[2] = {Int64GetDatum(new_id), PointerGetDatum(card_barcode)};
+		bool		primary = cards->primary_card_name && cards->card_id_name;
 
-		if (cards->primary_card_name && cards->card_id_name)
+		/* one statement a table, each run as the rights of its own */
+		ils_exec(cards->relid, ILS_AS_CALLER,
+				 psprintf("INSERT INTO %s (%s, %s) VALUES ($1, $2)%s%s",
+						  cards->relname, cards->patron_column, cards->barcode_column,
+						  primary ? " RETURNING " : "",
+						  primary ? quote_identifier(cards->card_id_name) : ""),
+				 2, ctypes, cvalues, NULL, false, primary ? SPI_OK_INSERT_RETURNING : SPI_OK_INSERT);
+		if (primary)
 		{
 			/* the new card is the primary one, as the library system registers a patron */
-			spi_run(psprintf("WITH c AS (INSERT INTO %s (%s, %s) VALUES ($1, $2) RETURNING %s) "
-							 "UPDATE %s p SET %s = c.%s FROM c WHERE p.%s OPERATOR(pg_catalog.=) $1",
-							 cards->relname, cards->patron_column, cards->barcode_column,
-							 quote_identifier(cards->card_id_name), map->relname,
-							 quote_identifier(cards->primary_card_name), quote_identifier(cards->card_id_name),
-							 map->id_column),
-					2, ctypes, cvalues, NULL, SPI_OK_UPDATE);
+			Oid			ptypes[2] = {INT8OID, SPI_gettypeid(SPI_tuptable->tupdesc, 1)};
+			Datum		pvalues[2] = {Int64GetDatum(new_id),
+			SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)};
+
+			ils_exec(map->relid, ILS_AS_CALLER,
+					 psprintf("UPDATE %s p SET %s = $2 WHERE p.%s OPERATOR(pg_catalog.=) $1",
+							  map->relname, quote_identifier(cards->primary_card_name), map->id_column),
+					 2, ptypes, pvalues, isnull ? " n" : NULL, false, SPI_OK_UPDATE);
 		}
-		else
-			spi_run(psprintf("INSERT INTO %s (%s, %s) VALUES ($1, $2)",
-							 cards->relname, cards->patron_column, cards->barcode_column),
-					2, ctypes, cvalues, NULL, SPI_OK_INSERT);
 	}
 	become_extension_owner(&oc);
 
@@ -576,24 +586,50 @@ import_households(void)
 {
 	const Attachment *a = mapping_patrons(false);
 	char	   *lead;
+	Datum		values[3];
+	bool		isnull = false;
+	const char *col;
 
 	if (a->group_name == NULL)
 		return;
+	col = quote_identifier(a->group_name);
 	lead = a->lead_name ? psprintf("COALESCE(p.%s, false)", quote_identifier(a->lead_name)) : "false";
+
+	/* the shared households, read as the patron table's owner */
+	ils_exec(a->relid, ILS_AS_OWNER,
+			 psprintf("SELECT pg_catalog.array_agg(household ORDER BY patron), "
+					  "pg_catalog.array_agg(patron ORDER BY patron), pg_catalog.array_agg(lead ORDER BY patron) "
+					  "FROM (SELECT p.%s::pg_catalog.int8 AS household, p.%s::pg_catalog.int8 AS patron, "
+					  "%s AS lead, pg_catalog.count(*) OVER (PARTITION BY p.%s) AS n "
+					  "FROM %s p JOIN %s v ON v.patron_id OPERATOR(pg_catalog.=) p.%s "
+					  "WHERE p.%s IS NOT NULL AND NOT v.is_deleted) h "
+					  "WHERE n OPERATOR(pg_catalog.>=) 2",
+					  col, a->id_column, lead, col, a->relname, a->mapping_name, a->id_column, col),
+			 0, NULL, NULL, NULL, false, SPI_OK_SELECT);
+	for (int i = 0; i < 3 && !isnull; i++)
+		values[i] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &isnull);
+	if (isnull)
+		return;					/* no household has two patrons */
+
+	/* each becomes a group of them, written as the extension owner */
 	history_context_set(NULL, "household in the library system");
 	writing_households = true;	/* the households are where they are */
-	spi_exec(psprintf("WITH h AS (SELECT p.%s::pg_catalog.int8 AS household, p.%s::pg_catalog.int8 AS patron, "
-					  "%s AS lead FROM %s p JOIN %s v ON v.patron_id OPERATOR(pg_catalog.=) p.%s "
-					  "WHERE p.%s IS NOT NULL AND NOT v.is_deleted), "
-					  "shared AS (SELECT household FROM h GROUP BY household "
-					  "HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>=) 2), "
-					  "made AS (INSERT INTO " PG_SCHEMA ".groups (household) "
-					  "SELECT household FROM shared ORDER BY household RETURNING group_id, household) "
-					  "UPDATE " PG_SCHEMA ".accounts a SET group_id = made.group_id, is_lead = h.lead "
-					  "FROM h JOIN made ON made.household OPERATOR(pg_catalog.=) h.household "
-					  "WHERE a.patron_id OPERATOR(pg_catalog.=) h.patron",
-					  quote_identifier(a->group_name), a->id_column, lead, a->relname, a->mapping_name,
-					  a->id_column, quote_identifier(a->group_name)));
-	writing_households = false;
-	history_context_clear();
+	PG_TRY();
+	{
+		run_sql("WITH h AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), "
+				"pg_catalog.unnest($2::pg_catalog.int8[]), pg_catalog.unnest($3::pg_catalog.bool[])) "
+				"AS h(household, patron, lead)), "
+				"made AS (INSERT INTO " PG_SCHEMA ".groups (household) "
+				"SELECT DISTINCT household FROM h ORDER BY household RETURNING group_id, household) "
+				"UPDATE " PG_SCHEMA ".accounts a SET group_id = made.group_id, is_lead = h.lead "
+				"FROM h JOIN made ON made.household OPERATOR(pg_catalog.=) h.household "
+				"WHERE a.patron_id OPERATOR(pg_catalog.=) h.patron",
+				3, (Oid[]) {INT8ARRAYOID, INT8ARRAYOID, BOOLARRAYOID}, values, NULL, false, SPI_OK_UPDATE);
+	}
+	PG_FINALLY();
+	{
+		writing_households = false;
+		history_context_clear();
+	}
+	PG_END_TRY();
 }

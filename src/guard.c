@@ -147,13 +147,36 @@ refuse_held_cursor(void)
 			 errhint("Declare the cursor without WITH HOLD and fetch from it within the transaction.")));
 }
 
-/* Refuse EXPLAIN ANALYZE and DECLARE ... WITH HOLD in a patron-facing session. */
+/* Says, under an error inside it, why a procedure ran in one transaction. */
+static void
+atomic_call_context(void *arg)
+{
+	errcontext("patron_group runs procedures and DO blocks of a patron-facing session in one transaction, "
+			   "so that nothing read for a patron outlives the transaction that asserted the patron");
+}
+
+/*
+ * Refuse EXPLAIN ANALYZE and DECLARE ... WITH HOLD in a patron-facing
+ * session, and run its CALL and DO atomically: a procedure's COMMIT or
+ * ROLLBACK would hold the portals of its open loops (HoldPinnedPortals),
+ * filled while the transaction acted for a patron and read on after the
+ * identity ended.  PostgreSQL then refuses the COMMIT or ROLLBACK (2D000).
+ */
 static void
 guard_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 					  ProcessUtilityContext context, ParamListInfo params,
 					  QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *stmt = pstmt->utilityStmt;
+	ErrorContextCallback callback = {.callback = atomic_call_context, .previous = error_context_stack};
+
+	if ((IsA(stmt, CallStmt) || IsA(stmt, DoStmt)) &&
+		(context == PROCESS_UTILITY_TOPLEVEL || context == PROCESS_UTILITY_QUERY_NONATOMIC) &&
+		patron_facing_now())
+	{
+		error_context_stack = &callback;
+		context = PROCESS_UTILITY_QUERY;
+	}
 
 	if (IsA(stmt, ExplainStmt) && explain_analyzes((ExplainStmt *) stmt) && patron_facing_now())
 		refuse_instrumented_run();
@@ -171,6 +194,8 @@ guard_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
 								queryEnv, dest, qc);
+	if (error_context_stack == &callback)
+		error_context_stack = callback.previous;
 }
 
 /*

@@ -5,18 +5,25 @@
  * A patron-facing application connects with a role the DBA registered
  * (register_patron_facing, policies.c).  In such a session the patron it
  * acts for is asserted per transaction, by act_as() (for a trusted role the
- * DBA grants it to) or by act_as_token() with a signed, expiring token.  The
- * asserted patron lives in backend memory and is forgotten when the
- * transaction ends, so a pooled connection never carries one patron into the
- * next transaction; a subtransaction rolled back takes back what it asserted;
- * and no SET, set_config() or RESET can touch it: it is not a setting.
+ * DBA grants it to) or by a proof that the transaction holds a signed,
+ * expiring token.  The asserted patron lives in backend memory and is
+ * forgotten when the transaction ends, so a pooled connection never carries
+ * one patron into the next transaction; a subtransaction rolled back takes
+ * back what it asserted; and no SET, set_config() or RESET can touch it: it
+ * is not a setting.
  *
  * Tokens are "pg1.<patron>.<expires, Unix seconds>.<HMAC-SHA256 in hex>",
  * the HMAC taken over everything before the last dot with a 32-byte secret
- * that only the extension owner can read.  A token names its patron inside
- * the signed part, so it cannot be replayed for another patron; comparison is
- * constant time.  A token written into the text of the query is refused,
- * since other sessions of the role can read that text.
+ * that only the extension owner can read.  issue_token() gives one to the
+ * service that signs patrons in; after that the token never travels to the
+ * server again.  To assert its patron, a transaction takes a nonce
+ * (token_nonce(): random, of this backend and transaction, spent by its
+ * first use) and sends act_as_proof(patron, expires, HMAC-SHA256(token,
+ * nonce)); the extension recomputes the token from its secret and the proof
+ * from the token, and compares in constant time.  What travels is useless
+ * in any other transaction or session, so it may appear in the query text,
+ * in pg_stat_activity or in the log, and nothing is written, so standbys and
+ * transaction poolers work.
  */
 #include "postgres.h"
 
@@ -31,7 +38,6 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
-#include "tcop/tcopprot.h"
 #include "utils/fmgrprotos.h"
 #include "utils/acl.h"
 #include "utils/memutils.h"
@@ -45,6 +51,8 @@
 
 PG_FUNCTION_INFO_V1(pg_act_as);
 PG_FUNCTION_INFO_V1(pg_act_as_token);
+PG_FUNCTION_INFO_V1(pg_token_nonce);
+PG_FUNCTION_INFO_V1(pg_act_as_proof);
 PG_FUNCTION_INFO_V1(pg_issue_token);
 PG_FUNCTION_INFO_V1(pg_rotate_token_secret);
 PG_FUNCTION_INFO_V1(pg_current_patron);
@@ -74,10 +82,21 @@ static SavedIdentity *saved = NULL;
 static int	nsaved = 0;
 static int	maxsaved = 0;
 
-/* Forget the asserted patron: called when a transaction ends. */
+/*
+ * The nonce this transaction took with token_nonce(), or none: random, of
+ * this backend and this transaction alone, and consumed by the first
+ * act_as_proof() that names it, right or wrong.
+ */
+#define NONCE_BYTES 16
+static char nonce[2 * NONCE_BYTES + 1];
+static LocalTransactionId nonce_lxid = InvalidLocalTransactionId;
+
+/* Forget the asserted patron and the nonce: called when a transaction ends. */
 void
 identity_reset(void)
 {
+	memset(nonce, 0, sizeof(nonce));
+	nonce_lxid = InvalidLocalTransactionId;
 	acting = false;
 	acting_patron = 0;
 	saved = NULL;				/* went with TopTransactionContext */
@@ -277,9 +296,9 @@ token_secret(bool create)
 	return secret;
 }
 
-/* HMAC-SHA256 of msg with the secret, as 64 lowercase hex digits. */
+/* HMAC-SHA256 of msg with a key, as 64 lowercase hex digits. */
 static void
-token_mac(bytea *secret, const char *msg, char *hex)
+hmac_hex(const uint8 *key, size_t keylen, const char *msg, char *hex)
 {
 	pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
 	uint8		mac[MAC_BYTES];
@@ -289,7 +308,7 @@ token_mac(bytea *secret, const char *msg, char *hex)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory")));
-	ok = pg_hmac_init(ctx, (uint8 *) VARDATA_ANY(secret), VARSIZE_ANY_EXHDR(secret)) == 0 &&
+	ok = pg_hmac_init(ctx, key, keylen) == 0 &&
 		pg_hmac_update(ctx, (const uint8 *) msg, strlen(msg)) == 0 &&
 		pg_hmac_final(ctx, mac, sizeof(mac)) == 0;
 	pg_hmac_free(ctx);
@@ -300,6 +319,13 @@ token_mac(bytea *secret, const char *msg, char *hex)
 	for (int i = 0; i < MAC_BYTES; i++)
 		sprintf(hex + 2 * i, "%02x", mac[i]);
 	hex[2 * MAC_BYTES] = '\0';
+}
+
+/* The signature of a token's body with the secret. */
+static void
+token_mac(bytea *secret, const char *msg, char *hex)
+{
+	hmac_hex((uint8 *) VARDATA_ANY(secret), VARSIZE_ANY_EXHDR(secret), msg, hex);
 }
 
 /* issue_token(bigint, interval): a signed, expiring token for a patron. */
@@ -338,96 +364,86 @@ pg_issue_token(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(psprintf("%s.%s", body, hex)));
 }
 
-/* Parse a decimal field of a token; false unless it is all digits. */
-static bool
-token_number(const char *s, size_t len, int64 *out)
+/* token_nonce(): a new nonce for this transaction, replacing any other. */
+Datum
+pg_token_nonce(PG_FUNCTION_ARGS)
 {
-	int64		v = 0;
+	uint8		bytes[NONCE_BYTES];
 
-	if (len == 0 || len > 18)
-		return false;
-	for (size_t i = 0; i < len; i++)
-	{
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-		v = v * 10 + (s[i] - '0');
-	}
-	*out = v;
-	return true;
+	if (!pg_strong_random(bytes, NONCE_BYTES))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random nonce")));
+	for (int i = 0; i < NONCE_BYTES; i++)
+		sprintf(nonce + 2 * i, "%02x", bytes[i]);
+	nonce_lxid = MyProc->lxid;
+	PG_RETURN_TEXT_P(cstring_to_text(nonce));
 }
 
 /*
- * Refuse a token that the client wrote into the text of its query.  Every
- * session of the catalogue's role can read that text in pg_stat_activity,
- * while the query runs and afterwards as the connection's last query, and
- * could act as the patron with it.  A token passed as a bind parameter
- * (extended query protocol) appears there only as $1.  The check is made
- * before the token is verified, so it tells nothing about the token.
+ * act_as_proof(bigint, bigint, text): act for the patron of a token that
+ * this transaction proves it holds, without the token travelling: proof is
+ * HMAC-SHA256 with the token as the key over the nonce token_nonce() gave
+ * this transaction, in hex.  The extension recomputes the token from its
+ * secret, the patron and the expiry, and the proof from the token and the
+ * nonce.  A proof is worth nothing in any other transaction or session,
+ * since its nonce is spent by the first attempt, so it may be logged,
+ * pasted into the query text by a driver or read in pg_stat_activity.
  */
-static void
-refuse_token_in_query_text(const char *token)
-{
-	const char *mac = strrchr(token, '.');
-
-	/* too short to be a token, or to be found by chance: verification says no */
-	if (debug_query_string == NULL || strlen(token) < 16)
-		return;
-	if (strstr(debug_query_string, token) != NULL ||
-		(mac != NULL && strlen(mac + 1) >= 16 && strstr(debug_query_string, mac + 1) != NULL))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-				 errmsg("a patron token must be passed as a bind parameter, not in the text of the query"),
-				 errdetail("The text of a query can be read by other sessions of the same role in pg_stat_activity."),
-				 errhint("Send SELECT patron_group.act_as_token($1) with the token as the parameter value "
-						 "(the extended query protocol, as libpq's PQexecParams or a driver's placeholders do), "
-						 "and treat this token as disclosed.")));
-}
-
-/* act_as_token(text): verify a token and act for its patron. */
 Datum
-pg_act_as_token(PG_FUNCTION_ARGS)
+pg_act_as_proof(PG_FUNCTION_ARGS)
 {
-	char	   *token;
-	char	   *dot1,
-			   *dot2,
-			   *dot3;
-	int64		patron = 0,
-				expires = 0;
+	int64		patron;
+	int64		expires;
+	char	   *proof;
+	char		used[2 * NONCE_BYTES + 1];
 	bytea	   *secret;
-	char		hex[2 * MAC_BYTES + 1];
+	char	   *token;
+	char		mac[2 * MAC_BYTES + 1];
+	char		expected[2 * MAC_BYTES + 1];
 	bool		valid;
 
-	require_arg(fcinfo, 0, "token");
-	token = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	refuse_token_in_query_text(token);
+	require_arg(fcinfo, 0, "patron_id");
+	require_arg(fcinfo, 1, "expires");
+	require_arg(fcinfo, 2, "proof");
+	patron = PG_GETARG_INT64(0);
+	expires = PG_GETARG_INT64(1);
+	proof = text_to_cstring(PG_GETARG_TEXT_PP(2));
 
-	/* pg1.<patron>.<expires>.<64 hex digits>, nothing else */
-	dot1 = strchr(token, '.');
-	dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
-	dot3 = dot2 ? strchr(dot2 + 1, '.') : NULL;
-	valid = dot3 != NULL &&
-		dot1 - token == strlen(TOKEN_PREFIX) &&
-		strncmp(token, TOKEN_PREFIX, strlen(TOKEN_PREFIX)) == 0 &&
-		token_number(dot1 + 1, dot2 - dot1 - 1, &patron) &&
-		token_number(dot2 + 1, dot3 - dot2 - 1, &expires) &&
-		strlen(dot3 + 1) == 2 * MAC_BYTES;
-	if (valid)
+	/* the nonce is spent now, whatever the outcome */
+	if (nonce_lxid != MyProc->lxid || nonce[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("no patron_group nonce is outstanding in this transaction"),
+				 errdetail("A proof answers the nonce that patron_group.token_nonce() returned in the same transaction, once."),
+				 errhint("In one transaction: SELECT patron_group.token_nonce(); then send "
+						 "SELECT patron_group.act_as_proof(patron_id, expires, proof).")));
+	memcpy(used, nonce, sizeof(used));
+	memset(nonce, 0, sizeof(nonce));
+	nonce_lxid = InvalidLocalTransactionId;
+
+	valid = patron > 0 && expires > 0 && strlen(proof) == 2 * MAC_BYTES;
+	secret = valid ? token_secret(false) : NULL;
+	if (secret != NULL)
 	{
-		char	   *body = pnstrdup(token, dot3 - token);
+		char	   *body = psprintf(TOKEN_PREFIX "." INT64_FORMAT "." INT64_FORMAT, patron, expires);
 
-		secret = token_secret(false);
-		if (secret == NULL)
-			valid = false;
-		else
-		{
-			token_mac(secret, body, hex);
-			valid = timingsafe_bcmp(hex, dot3 + 1, 2 * MAC_BYTES) == 0;
-		}
+		token_mac(secret, body, mac);
+		token = psprintf("%s.%s", body, mac);
+		hmac_hex((const uint8 *) token, strlen(token), used, expected);
+		for (char *c = proof; *c; c++)
+			*c = pg_ascii_tolower((unsigned char) *c);
+		valid = timingsafe_bcmp(expected, proof, 2 * MAC_BYTES) == 0;
+		explicit_bzero(token, strlen(token));
 	}
+	else
+		valid = false;
 	if (!valid)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-				 errmsg("invalid patron token")));
+				 errmsg("invalid patron token proof"),
+				 errdetail("The proof is HMAC-SHA256 in hex, keyed with the whole token, over the nonce of this transaction."),
+				 errhint("Take a new nonce with patron_group.token_nonce(): this one is spent.")));
 	if ((int64) timestamptz_to_time_t(GetCurrentTimestamp()) >= expires)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
@@ -435,6 +451,24 @@ pg_act_as_token(PG_FUNCTION_ARGS)
 				 errhint("Ask the service that signs patrons in for a new token.")));
 	assert_patron(patron);
 	PG_RETURN_INT64(patron);
+}
+
+/*
+ * act_as_token(text): withdrawn.  The token itself travelled with every
+ * transaction, where other sessions of the role could read it; a proof
+ * answering a nonce replaces it.
+ */
+Datum
+pg_act_as_token(PG_FUNCTION_ARGS)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("patron_group.act_as_token() is withdrawn: a token must not be sent to the server"),
+			 errdetail("Sent tokens can be read by other sessions of the same role, in pg_stat_activity or the server log."),
+			 errhint("In one transaction: SELECT patron_group.token_nonce(); then "
+					 "SELECT patron_group.act_as_proof(patron_id, expires, proof) with the proof "
+					 "HMAC-SHA256(key => token, message => nonce) in hex.")));
+	PG_RETURN_NULL();
 }
 
 /* rotate_token_secret(): a new secret; older tokens stop working. */

@@ -170,10 +170,11 @@ pg_set_limits(PG_FUNCTION_ARGS)
 		values[i] = PG_GETARG_DATUM(i);
 		if (i == 1)
 		{
-			if (numeric_is_nan(PG_GETARG_NUMERIC(1)))
+			if (numeric_is_nan(PG_GETARG_NUMERIC(1)) || numeric_is_inf(PG_GETARG_NUMERIC(1)))
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("max_balance_owed must be a number")));
+						 errmsg("max_balance_owed must be a finite number"),
+						 errhint("Pass NULL for no limit on the balance owed.")));
 			negative = DatumGetBool(DirectFunctionCall2(numeric_lt, values[1],
 														DirectFunctionCall1(int4_numeric, Int32GetDatum(0))));
 		}

@@ -11,6 +11,7 @@
 #include "access/xact.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_subscription_rel.h"
 #include "catalog/pg_type.h"
@@ -184,6 +185,56 @@ restore_user(OwnerContext *ctx)
 	Assert(GetUserId() == extension_owner());
 	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec_context);
 	AtEOXact_GUC(true, ctx->save_nestlevel);
+}
+
+/*
+ * Run one statement on a table of the library system: the only way the
+ * extension runs SQL that reads, writes or locks rows of one.  It runs as
+ * the table's owner, in a security-restricted operation, with search_path
+ * pinned to pg_catalog, pg_temp, the way ri_triggers.c runs its checks and
+ * REFRESH MATERIALIZED VIEW its query: whatever the table's owner attached
+ * to the table (triggers, rules, defaults, CHECK constraints, domains,
+ * generated columns, index expressions, policies) runs with that owner's
+ * rights, which it has anyway, and never with the extension owner's or the
+ * caller's.  What the caller asks for itself (clone_patron()'s new rows)
+ * runs with the caller's own rights instead (ILS_AS_CALLER), so that the
+ * library system's grants and row-level security apply as to any INSERT of
+ * theirs, still restricted and with the pinned path; the caller must have
+ * left the extension owner's rights first (restore_user()).  The statement
+ * may name the table, its tree and the mapping
+ * views, and nothing of patron_group's own (the table's owner has no rights
+ * there): what it needs from them comes in as parameters.  An error unwinds
+ * the user and the setting with the (sub)transaction.
+ */
+void
+ils_exec(Oid relid, IlsRights rights, const char *sql, int nargs, Oid *types, Datum *values,
+		 const char *nulls, bool read_only, int expect)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("attached table with OID %u no longer exists", relid)));
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	if (rights == ILS_AS_CALLER)
+		owner = save_userid;
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	run_sql(sql, nargs, types, values, nulls, read_only, expect);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	AtEOXact_GUC(true, save_nestlevel);
 }
 
 /* Refuse a NULL argument with a clear message. */

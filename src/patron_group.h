@@ -18,7 +18,7 @@
 #define PG_SCHEMA "patron_group"
 
 /* The version of the extension this library is for (patron_group.control). */
-#define PATRON_GROUP_VERSION "1.2"
+#define PATRON_GROUP_VERSION "1.3"
 
 /* ---------------------------------------------------------------------------
  * patron_group.c: module init, running as the extension owner, helpers
@@ -43,6 +43,15 @@ extern SPIPlanPtr kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *a
 extern void run_kept(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, int expect);
 extern void run_sql(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
 					bool read_only, int expect);
+/* Whose rights a statement on a table of the library system runs with. */
+typedef enum IlsRights
+{
+	ILS_AS_OWNER,				/* the table's owner: what the extension does of itself */
+	ILS_AS_CALLER				/* the current user: what the caller asked for */
+} IlsRights;
+
+extern void ils_exec(Oid relid, IlsRights rights, const char *sql, int nargs, Oid *types,
+					 Datum *values, const char *nulls, bool read_only, int expect);
 extern void forget_sql_plans(void);
 extern void free_retired_sql_plans(void);
 extern char *qualified_relname(Oid relid);

@@ -392,6 +392,36 @@ patron_facing_grants(Oid role, bool give)
 					  give ? "GRANT" : "REVOKE", give ? "TO" : "FROM", name));
 }
 
+/*
+ * Warn of every view, materialized view and SECURITY DEFINER function
+ * through which a patron-facing role reads a protected table around its
+ * row-level security (health() reports the same).  The caller is connected
+ * to SPI.
+ */
+static void
+warn_exposed(void)
+{
+	OwnerContext oc;
+
+	become_extension_owner(&oc);
+	run_sql("SELECT patron_facing_role::pg_catalog.text, kind, object, reads::pg_catalog.text, how, fix "
+			"FROM " PG_SCHEMA ".exposed_to_patron_facing()", 0, NULL, NULL, NULL, true, SPI_OK_SELECT);
+	restore_user(&oc);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[r];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+
+		ereport(WARNING,
+				(errcode(ERRCODE_WARNING),
+				 errmsg("patron-facing role %s can read protected table %s through %s %s",
+						SPI_getvalue(t, d, 1), SPI_getvalue(t, d, 4), SPI_getvalue(t, d, 2), SPI_getvalue(t, d, 3)),
+				 errdetail("The %s reads it %s, so row-level security does not narrow what the role sees.",
+						   SPI_getvalue(t, d, 2), SPI_getvalue(t, d, 5)),
+				 errhint("%s", SPI_getvalue(t, d, 6))));
+	}
+}
+
 /* register_patron_facing(regrole). */
 Datum
 pg_register_patron_facing(PG_FUNCTION_ARGS)
@@ -411,6 +441,7 @@ pg_register_patron_facing(PG_FUNCTION_ARGS)
 	patron_facing_grants(role, true);
 	forget_patron_facing_cache();
 	sync_protection_for(true, NIL);
+	warn_exposed();
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -483,6 +514,7 @@ pg_protect(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("table \"%s\" is already protected", get_rel_name(relid))));
 	sync_protection_for(true, NIL);
+	warn_exposed();
 	SPI_finish();
 	PG_RETURN_VOID();
 }

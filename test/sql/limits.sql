@@ -38,6 +38,8 @@ SELECT try(stmt) FROM (VALUES
     ($$SELECT patron_group.set_limits(NULL, max_items_out => -1)$$),
     ($$SELECT patron_group.set_limits(NULL, max_balance_owed => -0.01)$$),
     ($$SELECT patron_group.set_limits(NULL, max_balance_owed => 'NaN')$$),
+    ($$SELECT patron_group.set_limits(NULL, max_balance_owed => 'Infinity')$$),
+    ($$SELECT patron_group.set_limits(NULL, max_balance_owed => '-Infinity')$$),
     ($$SELECT patron_group.set_limits(999, max_items_out => 1)$$),
     ($$SELECT patron_group.checkout_allowed(NULL)$$),
     ($$SELECT patron_group.enforce_limits('lim.patron', true)$$),

@@ -81,8 +81,11 @@ SELECT patron_group.current_patron() IS NULL AS still_nobody;
 RESET ROLE;
 
 -- tokens: forged, tampered, for another patron, expired, malformed.  The
--- catalogue gets them from the sign-in service and passes them as a bind
--- parameter, never in the text of its query: here they come from a table.
+-- catalogue gets them from the sign-in service and never sends them: it
+-- proves it holds one by answering a nonce of its transaction with
+-- HMAC-SHA256(token, nonce).  Here the tokens come from a table, and
+-- pgcrypto computes the proof as the catalogue's language would.
+CREATE EXTENSION IF NOT EXISTS pgcrypto;
 CREATE TABLE signin (who text PRIMARY KEY, token text);
 GRANT SELECT ON signin TO regress_opac;
 SET ROLE regress_auth;
@@ -98,10 +101,21 @@ CREATE TABLE forged AS SELECT n, t FROM (VALUES
     (9, regexp_replace(:'maria_token', '\.(\d+)\.', '.9\1.'))     -- a later expiry, same signature
 ) AS v(n, t);
 GRANT SELECT ON forged TO regress_opac;
--- try_token(t): act_as_token(t), its SQLSTATE and message instead of failing
+-- sign_in(token): what a catalogue does in its transaction: take a nonce,
+-- send the patron and expiry the token names and the proof
+CREATE FUNCTION sign_in(token text) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    nonce text := patron_group.token_nonce();
+    patron bigint := CASE WHEN split_part(token, '.', 2) ~ '^\d{1,18}$' THEN split_part(token, '.', 2)::bigint ELSE 0 END;
+    expires bigint := CASE WHEN split_part(token, '.', 3) ~ '^\d{1,18}$' THEN split_part(token, '.', 3)::bigint ELSE 0 END;
+BEGIN
+    RETURN patron_group.act_as_proof(patron, expires, encode(hmac(nonce, token, 'sha256'), 'hex'));
+END
+$$;
+-- try_token(t): sign_in(t), its SQLSTATE and message instead of failing
 CREATE FUNCTION try_token(t text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM patron_group.act_as_token(t);
+    PERFORM sign_in(t);
     RETURN 'ok';
 EXCEPTION WHEN OTHERS THEN
     RETURN SQLSTATE || ': ' || SQLERRM;
@@ -112,15 +126,41 @@ SELECT n, try_token(t) FROM forged ORDER BY n;
 SELECT pg_sleep(1.2);
 SELECT try_token(token) FROM signin WHERE who = 'short';
 SELECT patron_group.current_patron() IS NULL AS nobody_yet;
--- a token written into the query text is refused, valid or not: every
--- session of the role can read that text in pg_stat_activity
+-- the token itself is no longer accepted, in the text of a query or not
 SELECT try(format('SELECT patron_group.act_as_token(%L)', :'maria_token'));
-SELECT try($$SELECT patron_group.act_as_token('pg1.1.9999999999.0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef')$$);
+SELECT try($$SELECT patron_group.act_as_token(token) FROM signin WHERE who = 'maria'$$);
 SELECT patron_group.current_patron() IS NULL AS still_nobody;
+-- a proof answers one nonce of one transaction, once: pasted into the query
+-- text it is worth nothing afterwards
+BEGIN;
+SELECT patron_group.token_nonce() AS nonce \gset
+SELECT encode(hmac(:'nonce', :'maria_token', 'sha256'), 'hex') AS proof,
+       split_part(:'maria_token', '.', 3) AS expires \gset
+SELECT patron_group.act_as_proof(1, :expires, :'proof');
+SELECT try(format('SELECT patron_group.act_as_proof(1, %s, %L)', :expires, :'proof'));  -- spent
+COMMIT;
+SELECT try(format('SELECT patron_group.act_as_proof(1, %s, %L)', :expires, :'proof'));  -- another transaction
+BEGIN;
+SELECT patron_group.token_nonce() IS NOT NULL AS new_nonce;
+SELECT try(format('SELECT patron_group.act_as_proof(1, %s, %L)', :expires, :'proof'));  -- another nonce
+SELECT try(format('SELECT patron_group.act_as_proof(1, %s, %L)', :expires, :'proof'));  -- and that one is spent too
+SELECT patron_group.current_patron() IS NULL AS nobody;
+COMMIT;
+-- the proof is bound to the patron and the expiry the token names
+BEGIN;
+SELECT patron_group.token_nonce() AS nonce \gset
+SELECT try(format('SELECT patron_group.act_as_proof(2, %s, %L)', :expires,
+                  encode(hmac(:'nonce', :'maria_token', 'sha256'), 'hex')));
+COMMIT;
+BEGIN;
+SELECT patron_group.token_nonce() AS nonce \gset
+SELECT try(format('SELECT patron_group.act_as_proof(1, %s, %L)', :expires + 1,
+                  encode(hmac(:'nonce', :'maria_token', 'sha256'), 'hex')));
+COMMIT;
 
 -- Maria, signed in: her own rows, Sofia's loans (consent), not Tomás's; bills only hers
 BEGIN;
-SELECT patron_group.act_as_token(token) FROM signin WHERE who = 'maria';
+SELECT sign_in(token) FROM signin WHERE who = 'maria';
 SELECT patron_group.current_patron();
 SELECT patron, title FROM lib.loan ORDER BY patron;
 SELECT b.note FROM lib.bill b ORDER BY 1;
@@ -150,7 +190,7 @@ COPY (SELECT patron, title FROM lib.loan ORDER BY 1) TO stdout;
 COMMIT;
 -- and so does COPY out of the table itself
 BEGIN;
-SELECT patron_group.act_as_token(token) IS NOT NULL AS signed_in FROM signin WHERE who = 'maria';
+SELECT sign_in(token) IS NOT NULL AS signed_in FROM signin WHERE who = 'maria';
 COPY lib.loan (patron, title) TO stdout;
 COMMIT;
 
@@ -175,7 +215,7 @@ CREATE OPERATOR regress_attacker.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTIO
 CREATE FUNCTION regress_attacker.visible_patrons(text) RETURNS bigint[] LANGUAGE sql AS 'SELECT ''{1,2,3,4}''::bigint[]';
 SET search_path = regress_attacker, pg_catalog, public;
 BEGIN;
-SELECT patron_group.act_as_token(token) FROM signin WHERE who = 'wei';
+SELECT sign_in(token) FROM signin WHERE who = 'wei';
 SELECT title FROM lib.loan WHERE regress_attacker.leak(title);
 SELECT title FROM regress_attacker.all_loans ORDER BY 1;
 SELECT note FROM regress_attacker.all_bills() ORDER BY 1;
@@ -188,23 +228,80 @@ RESET ROLE;
 SELECT patron_group.set_consent(3, 'circulations', true, until => now() + interval '1 second');
 SET ROLE regress_opac;
 BEGIN;
-SELECT patron_group.act_as_token(token) IS NOT NULL AS signed_in FROM signin WHERE who = 'maria';
+SELECT sign_in(token) IS NOT NULL AS signed_in FROM signin WHERE who = 'maria';
 SELECT patron, title FROM lib.loan ORDER BY patron;
 COMMIT;
 SELECT pg_sleep(1.2);
 BEGIN;
-SELECT patron_group.act_as_token(token) IS NOT NULL AS signed_in FROM signin WHERE who = 'maria';
+SELECT sign_in(token) IS NOT NULL AS signed_in FROM signin WHERE who = 'maria';
 SELECT patron, title FROM lib.loan ORDER BY patron;
 COMMIT;
 RESET ROLE;
 SELECT patron_group.set_lead(1, false);
 SET ROLE regress_opac;
 BEGIN;
-SELECT patron_group.act_as_token(token) IS NOT NULL AS signed_in FROM signin WHERE who = 'maria';
+SELECT sign_in(token) IS NOT NULL AS signed_in FROM signin WHERE who = 'maria';
 SELECT patron, title FROM lib.loan ORDER BY patron;
 SELECT display_name FROM patron_group.group_members(1);
 COMMIT;
 RESET ROLE;
+
+-- a procedure or DO block of a patron-facing session runs in one
+-- transaction: a COMMIT inside would hold its loop's rows, read for the
+-- patron, past the end of the identity
+CREATE PROCEDURE read_after_commit(INOUT seen text DEFAULT '') LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+BEGIN
+    PERFORM sign_in(token) FROM signin WHERE who = 'maria';
+    FOR r IN SELECT title FROM lib.loan ORDER BY id LOOP
+        COMMIT;
+        seen := seen || r.title || ' as ' || coalesce(patron_group.current_patron()::text, 'nobody') || '; ';
+    END LOOP;
+END
+$$;
+GRANT EXECUTE ON PROCEDURE read_after_commit TO regress_opac;
+SET ROLE regress_opac;
+CALL read_after_commit();
+DO $$ BEGIN PERFORM sign_in(token) FROM signin WHERE who = 'maria'; ROLLBACK; END $$;
+SELECT patron_group.current_patron() IS NULL AS nobody;
+RESET ROLE;
+-- other sessions keep transaction control in procedures
+SET ROLE regress_desk;
+DO $$ BEGIN COMMIT; END $$;
+RESET ROLE;
+DROP PROCEDURE read_after_commit;
+
+-- views, materialized views and SECURITY DEFINER functions that read a
+-- protected table with their owner's rights: protect() and
+-- register_patron_facing() warn, health() reports each with its fix
+CREATE VIEW lib.open_loans AS SELECT patron, title FROM lib.loan WHERE returned IS NULL;
+CREATE VIEW lib.open_loans_safe WITH (security_invoker) AS SELECT patron, title FROM lib.loan;
+CREATE VIEW lib.loan_titles AS SELECT title FROM lib.open_loans;    -- through another view
+CREATE MATERIALIZED VIEW lib.bill_totals AS SELECT x.patron, sum(b.amount) AS total
+    FROM lib.bill b JOIN lib.xact x ON x.id = b.xact GROUP BY x.patron;
+CREATE FUNCTION lib.bills_of(bigint) RETURNS SETOF numeric LANGUAGE sql SECURITY DEFINER
+    SET search_path = pg_catalog AS $$ SELECT amount FROM lib.bill b JOIN lib.xact x ON x.id = b.xact WHERE x.patron = $1 $$;
+CREATE FUNCTION lib.harmless() RETURNS int LANGUAGE sql SECURITY DEFINER AS $$ SELECT 1 $$;
+GRANT SELECT ON lib.open_loans, lib.open_loans_safe, lib.loan_titles, lib.bill_totals TO regress_opac;
+SELECT patron_group.register_patron_facing('regress_opac');
+SELECT check_name, severity, subject, detail, fix FROM patron_group.health()
+ WHERE check_name = 'read around protection' ORDER BY subject, detail;
+SET ROLE regress_opac;
+BEGIN;
+SELECT sign_in(token) FROM signin WHERE who = 'wei';
+SELECT count(*) AS loans_through_view FROM lib.open_loans;          -- what the check is about
+SELECT count(*) AS loans_through_invoker_view FROM lib.open_loans_safe;
+COMMIT;
+RESET ROLE;
+ALTER VIEW lib.open_loans SET (security_invoker = true);
+ALTER VIEW lib.loan_titles SET (security_invoker = on);
+REVOKE SELECT ON lib.bill_totals FROM regress_opac;
+REVOKE EXECUTE ON FUNCTION lib.bills_of(bigint) FROM PUBLIC;
+SELECT count(*) AS exposures_left FROM patron_group.health() WHERE check_name = 'read around protection';
+DROP VIEW lib.loan_titles, lib.open_loans, lib.open_loans_safe;
+DROP MATERIALIZED VIEW lib.bill_totals;
+DROP FUNCTION lib.bills_of(bigint), lib.harmless();
 
 -- leaving the group clears consent; every change is in the history
 SELECT patron_group.remove_from_group(2);
@@ -233,7 +330,8 @@ RESET ROLE;
 
 DROP SCHEMA regress_attacker CASCADE;
 DROP TABLE signin, forged;
-DROP FUNCTION try_token(text);
+DROP FUNCTION try_token(text), sign_in(text);
+DROP EXTENSION pgcrypto;
 SELECT patron_group.revoke_staff('regress_desk');
 REVOKE ALL ON ALL TABLES IN SCHEMA lib FROM regress_opac, regress_desk;
 REVOKE ALL ON SCHEMA lib FROM regress_opac, regress_desk;
