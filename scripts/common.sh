@@ -36,6 +36,7 @@ ensure_packages() {
                 libdbd-pg-perl  # TAP: bind parameters, as a catalogue passes tokens
                 git             # the upgrade test builds the released versions from history
                 make gcc pkg-config
+                openssl         # the demo computes a token proof as a catalogue would
                 pgbouncer)      # test/t/040_pgbouncer.pl
     local missing=() p
     for p in "${want[@]}"; do

@@ -113,11 +113,11 @@ is($primary->safe_psql('library', 'SELECT * FROM patron_group.verify()'),
 # a catalogue connected to the standby acts for Maria with a token issued on
 # the primary and sees her loans and her consenting daughter's
 ($stdout, $stderr) = bound_session($standby, 'library', ['SET ROLE opac'], ['BEGIN'],
-	[q{SELECT patron_group.act_as_token($1)}, $token],
+	['SIGN_IN', $token],
 	[q{SELECT string_agg(DISTINCT patron::text, ',' ORDER BY patron::text)
 	     FROM ils.circulation WHERE checkin_at IS NULL}],
 	['COMMIT']);
-is($stderr, '', 'standby: act_as_token() with a token from the primary');
+is($stderr, '', 'standby: act_as_proof() with a token from the primary');
 is($stdout, "1\n1,2", 'standby: the catalogue sees the lead\'s and the consenting member\'s loans');
 
 # the service that signs patrons in may use the standby too: the secret
@@ -126,7 +126,7 @@ is($stdout, "1\n1,2", 'standby: the catalogue sees the lead\'s and the consentin
 	q{SET ROLE signin; SELECT patron_group.issue_token(2)});
 is($stderr, '', 'standby: issue_token() once the primary has a secret');
 ($stdout, $stderr) = bound_session($standby, 'library', ['SET ROLE opac'], ['BEGIN'],
-	[q{SELECT patron_group.act_as_token($1)}, $stdout], ['COMMIT']);
+	['SIGN_IN', $stdout], ['COMMIT']);
 is("$stdout$stderr", '2', 'standby: a token issued on the standby is accepted');
 
 # --- writes fail with the read-only error ------------------------------------

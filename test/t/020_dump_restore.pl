@@ -200,7 +200,7 @@ foreach my $db ('library', 'restored', 'restored_par', 'restored_sql')
 {
 	my $token = $node->safe_psql($db, q{SET ROLE signin; SELECT patron_group.issue_token(1)});
 	my ($o, $e) = bound_session($node, $db, ['SET ROLE opac'], ['BEGIN'],
-		[q{SELECT patron_group.act_as_token($1)}, $token],
+		['SIGN_IN', $token],
 		[q{SELECT string_agg(DISTINCT patron::text, ',' ORDER BY patron::text)
 		     FROM ils.circulation WHERE checkin_at IS NULL}],
 		['COMMIT'], [q{SELECT count(*) FROM ils.circulation}]);

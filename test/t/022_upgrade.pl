@@ -39,7 +39,7 @@ sub same_catalog
 	return;
 }
 
-my $current = '1.2';
+my $current = '1.3';
 my $tempdir = PostgreSQL::Test::Utils::tempdir;
 
 # --- the current version, fresh: what an upgrade must arrive at ------------
@@ -56,7 +56,7 @@ is( $fresh->safe_psql(
 		'postgres', q{
 SELECT string_agg(source || '>' || target || ' ' || path, ',' ORDER BY source, target)
   FROM pg_extension_update_paths('patron_group') WHERE path IS NOT NULL}),
-	'1.0>1.1 1.0--1.1,1.0>1.2 1.0--1.1--1.2,1.1>1.2 1.1--1.2',
+	'1.0>1.1 1.0--1.1,1.0>1.2 1.0--1.1--1.2,1.0>1.3 1.0--1.1--1.2--1.3,1.1>1.2 1.1--1.2,1.1>1.3 1.1--1.2--1.3,1.2>1.3 1.2--1.3',
 	'the update paths');
 load_library($fresh, 'fresh');
 $fresh->safe_psql('fresh', 'CREATE EXTENSION patron_group');
@@ -91,7 +91,7 @@ like($work_fresh, qr/^new group \d+$/m, 'fresh: workload ran');
 
 # --- each released version, in use, then updated ----------------------------
 
-foreach my $version ('1.0', '1.1')
+foreach my $version ('1.0', '1.1', '1.2')
 {
   SKIP:
 	{

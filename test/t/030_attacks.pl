@@ -6,8 +6,10 @@
 #      caller; operators and functions planted by the owner of the library
 #      system's schema), with a sweep of pg_proc so that no function of the
 #      extension goes unexercised
-#   2  tokens must not reach pg_stat_activity (literals refused, bind
-#      parameters accepted)
+#   2  a token never travels, and a proof that is seen is worth nothing:
+#      act_as_token() is withdrawn whatever way it is called; a proof sent
+#      as a literal works once in its own transaction, and another session
+#      that reads it in pg_stat_activity cannot act with it
 #   3  the transaction table of money attached "via" is protected too
 #   4  consent that expires during a transaction stops showing at once
 #   5  inheritance children and partitions are protected, also new ones
@@ -18,7 +20,7 @@
 #  10  the asserted patron follows savepoints
 #  11  move_to_group() of a huge array ends quickly
 #  12  DROP SCHEMA patron_group CASCADE is refused while tables are attached
-#  13  exactly four functions are granted to PUBLIC, and the README says so
+#  13  exactly six functions are granted to PUBLIC, and the README says so
 #
 # After every attack: no watched role (ils_owner, staff, opac, signer) has
 # gained SUPERUSER, CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS, none has
@@ -31,6 +33,7 @@ use warnings;
 
 use FindBin;
 use IPC::Run;
+use Digest::SHA qw(hmac_sha256_hex);
 use Time::HiRes qw(time usleep);
 
 use PostgreSQL::Test::Cluster;
@@ -208,6 +211,7 @@ my $token = $node->safe_psql('tpl',
 	"SET ROLE signer; SELECT patron_group.issue_token($L, '2 hours')");
 like($token, qr/^pg1\.$L\.\d+\.[0-9a-f]{64}$/, 'signer issues a token for L');
 my ($token_hex) = $token =~ /\.([0-9a-f]{64})$/;
+my ($token_expires) = $token =~ /^pg1\.\d+\.(\d+)\./;
 
 # the copies; a database in use cannot serve as a template
 sub copy_db
@@ -665,10 +669,24 @@ my @operations = (
 		covers => ['normalize_barcode(text)'],
 	},
 	{
-		name => 'act_as_token',
+		name => 'act_as_token (withdrawn)',
 		who => 'opac',
-		sql => "BEGIN;\nSELECT patron_group.act_as_token('$token');\nSELECT * FROM ils.loan;\nCOMMIT;",
+		sql => "BEGIN;\nSELECT patron_group.act_as_token('$token');\nCOMMIT;",
 		covers => ['act_as_token(text)'],
+	},
+	{
+		name => 'token_nonce and act_as_proof',
+		who => 'opac',
+		sql => "BEGIN;\nSELECT patron_group.token_nonce() AS nonce \\gset\n"
+		  . "\\set proof `printf '%s' :'nonce' | openssl dgst -sha256 -hmac '$token' -r | cut -c1-64`\n"
+		  . "SELECT patron_group.act_as_proof($L, $token_expires, :'proof');\nSELECT * FROM ils.loan;\nCOMMIT;",
+		covers => [ 'token_nonce()', 'act_as_proof(bigint,bigint,text)' ],
+	},
+	{
+		name => 'exposed_to_patron_facing',
+		who => 'dba',
+		sql => "SELECT * FROM patron_group.exposed_to_patron_facing();",
+		covers => ['exposed_to_patron_facing()'],
 	},
 	{
 		name => 'issue_token',
@@ -1016,11 +1034,12 @@ my $main = copy_db('main');
 my ($out, $err);
 
 # ===========================================================================
-# Attack 2: tokens must not reach pg_stat_activity
+# Attack 2: a token never travels; a proof that is seen is worth nothing
 # ===========================================================================
 
 {
-	my @literal_paths = (
+	# the token itself: refused however it is sent
+	my @token_paths = (
 		[ 'a literal in SELECT', "SELECT patron_group.act_as_token('$token'), patron_group.current_patron();" ],
 		[   'a literal through PREPARE and EXECUTE',
 			"PREPARE p(text) AS SELECT patron_group.act_as_token(\$1), patron_group.current_patron();\n"
@@ -1030,71 +1049,69 @@ my ($out, $err);
 			"DO \$\$ BEGIN PERFORM patron_group.act_as_token('$token'); "
 			  . "RAISE NOTICE 'acting for %', patron_group.current_patron(); END \$\$;"
 		],
-		[   'a literal passed to an SQL function',
-			"CREATE FUNCTION pg_temp.sign_in(t text) RETURNS bigint LANGUAGE sql "
-			  . "AS 'SELECT patron_group.act_as_token(t)';\n"
-			  . "SELECT pg_temp.sign_in('$token'), patron_group.current_patron();"
+		[   'a literal split in two',
+			"SELECT patron_group.act_as_token('" . substr($token, 0, 40) . "' || '" . substr($token, 40) . "');"
 		]);
-	foreach my $case (@literal_paths)
+	foreach my $case (@token_paths)
 	{
 		my ($name, $sql) = @$case;
 		($out, $err) = psql_as($main, 'opac',
 			"$sql\nSELECT 'after|' || coalesce(patron_group.current_patron()::text, 'NULL');");
-		is(sqlstates($err), '28000', "attack 2: act_as_token with $name is refused with 28000");
-		like($err, qr/bind[- ]?param/i,
-			"attack 2: the refusal of $name tells the caller to pass a bind parameter");
+		is(sqlstates($err), '0A000', "attack 2: act_as_token with $name is refused with 0A000");
+		like($err, qr/act_as_proof/, "attack 2: the refusal of $name names act_as_proof()");
 		my $acting = $out . join("\n", grep { /acting for/ } split(/\n/, $err));
 		unlike($acting, qr/\b$L\b/, "attack 2: with $name the session never acts for L");
 		is(marked($out, 'after'), 'NULL', "attack 2: with $name current_patron() stays NULL");
 	}
 
-	# a real bind parameter (extended protocol) works, and while it runs, while
-	# its transaction is idle and after it, pg_stat_activity shows no token
-	my $script = PostgreSQL::Test::Utils::tempdir() . '/bind.sql';
-	PostgreSQL::Test::Utils::append_to_file(
-		$script, q{BEGIN;
-SELECT patron_group.act_as_token(:tok) AS p, pg_sleep(1.5);
-SELECT 1 / (patron_group.current_patron() IS NOT NULL)::integer;
-SELECT 1 / (SELECT count(*) FROM ils.loan WHERE patron = } . $L . q{)::integer;
-\sleep 1500 ms
-COMMIT;
-SELECT patron_group.act_as_token(:tok);
-\sleep 1500 ms
-});
-	my $observer = $node->background_psql($main, on_error_stop => 0,
-		extra_params => [ '-U', 'opac' ]);
-	my ($pb_out, $pb_err) = ('', '');
-	local $ENV{PGAPPNAME} = 'pgbench_bind';
-	my $pgbench = IPC::Run::start(
-		[   'pgbench', '-n', '-M', 'extended', '-c', '1', '-t', '1',
-			'-D', "tok=$token", '-f', $script,
-			'-h', $node->host, '-p', $node->port, '-U', 'opac', $main
-		],
-		'>', \$pb_out, '2>', \$pb_err,
-		IPC::Run::timeout(60));
-	my @seen;
-	while ($pgbench->pumpable)
+	# The catalogue pastes its proof into the query text, as psycopg2 does,
+	# and stays idle in its transaction; another session of the same role
+	# reads the proof in pg_stat_activity and tries it, before and after the
+	# catalogue's transaction ends, with and without a nonce of its own.
+	my $victim = $node->background_psql($main, on_error_stop => 0, extra_params => [ '-U', 'opac' ]);
+	my $thief = $node->background_psql($main, on_error_stop => 0, extra_params => [ '-U', 'opac' ]);
+	my $victim_pid = $victim->query_safe('SELECT pg_backend_pid()');
+	$victim->query_safe('BEGIN');
+	my $nonce = $victim->query_safe('SELECT patron_group.token_nonce()');
+	like($nonce, qr/^[0-9a-f]{32}$/, 'attack 2: a nonce is 32 hex digits');
+	my $proof = hmac_sha256_hex($nonce, $token);
+	is($victim->query_safe("SELECT patron_group.act_as_proof($L, $token_expires, '$proof')"),
+		$L, 'attack 2: the proof, sent as a literal, acts for L in its own transaction');
+	my $seen = $thief->query_safe(
+		"SELECT query FROM pg_stat_activity WHERE pid = $victim_pid");
+	like($seen, qr/\Q$proof\E/, 'attack 2: the proof is in pg_stat_activity for the other session to read');
+	unlike($seen, qr/\Q$token_hex\E/, 'attack 2: the token is not');
+	my ($patron, $expires, $stolen) =
+	  $seen =~ /act_as_proof\((\d+), (\d+), '([0-9a-f]{64})'\)/;
+	is($stolen, $proof, 'attack 2: the other session extracts the proof');
+	my @replays = (
+		[ 'without a nonce', "SELECT patron_group.act_as_proof($patron, $expires, '$stolen');", 'no patron_group nonce' ],
+		[   'with a nonce of its own',
+			"BEGIN;\nSELECT patron_group.token_nonce() IS NOT NULL;\n"
+			  . "SELECT patron_group.act_as_proof($patron, $expires, '$stolen');\nROLLBACK;",
+			'invalid patron token proof'
+		]);
+	foreach my $when ('while the catalogue is idle in its transaction', 'after it ended')
 	{
-		$pgbench->pump_nb;
-		$observer->{stderr} = '';
-		my $rows = $observer->query(
-			q{SELECT application_name || ' ' || coalesce(state, '') || ' ' || coalesce(query, '')
-			    FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND usename = 'opac'});
-		push @seen, grep { $_ ne '' } split(/\n/, $rows);
-		usleep(150_000);
+		$victim->query_safe('COMMIT') if $when eq 'after it ended';
+		foreach my $r (@replays)
+		{
+			my ($how, $sql, $msg) = @$r;
+			$thief->{stderr} = '';
+			my $o = $thief->query($sql . "\nSELECT 'after|' || coalesce(patron_group.current_patron()::text, 'NULL');");
+			like($thief->{stderr}, qr/\Q$msg\E/, "attack 2: the stolen proof is refused $how, $when");
+			unlike($o, qr/\b$L\b/, "attack 2: the other session never acts for L ($how, $when)");
+		}
 	}
-	my $pgbench_ok = $pgbench->finish;
-	$observer->quit;
-	ok($pgbench_ok, 'attack 2: act_as_token($1) with a bind parameter works (pgbench -M extended)')
-	  or diag("pgbench: $pb_out\n$pb_err");
-	ok( (grep { /^pgbench_bind active .*act_as_token/ } @seen),
-		'attack 2: the observer saw the bind-parameter call while it ran');
-	ok( (grep { /^pgbench_bind idle SELECT patron_group\.act_as_token/ } @seen),
-		'attack 2: the observer saw the connection idle after the call, with the call as its last query');
-	my @leaks = grep { index($_, $token) >= 0 || index($_, $token_hex) >= 0 } @seen;
-	is(scalar(@leaks), 0,
-		'attack 2: no pg_stat_activity row holds the token or its signature, during or after')
-	  or diag(join("\n", @leaks));
+	# the catalogue's own connection: its next transaction acts for nobody,
+	# and its spent proof does not bring L back
+	$victim->{stderr} = '';
+	my $o = $victim->query("SELECT patron_group.act_as_proof($L, $token_expires, '$proof');\n"
+		  . "SELECT 'after|' || coalesce(patron_group.current_patron()::text, 'NULL');");
+	like($victim->{stderr}, qr/no patron_group nonce/, 'attack 2: a proof is not used twice on its own connection');
+	is(marked($o, 'after'), 'NULL', 'attack 2: the next transaction acts for nobody');
+	$victim->quit;
+	$thief->quit;
 	check_no_escalation($main, 'after attack 2');
 }
 
@@ -1367,13 +1384,14 @@ SELECT p.oid::regprocedure::text
    AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'patron_group')
    AND d.deptype = 'e' AND a.grantee = 0 AND a.privilege_type = 'EXECUTE'
  ORDER BY 1}));
-	my @four = qw(patron_group.act_as_token(text) patron_group.current_patron()
-	  patron_group.normalize_barcode(text) patron_group.visible_patrons(text));
-	is_deeply(\@public, \@four,
-		'attack 13: the functions PUBLIC may execute are exactly normalize_barcode, current_patron, visible_patrons, act_as_token'
+	my @six = qw(patron_group.act_as_proof(bigint,bigint,text) patron_group.act_as_token(text)
+	  patron_group.current_patron() patron_group.normalize_barcode(text) patron_group.token_nonce()
+	  patron_group.visible_patrons(text));
+	is_deeply(\@public, \@six,
+		'attack 13: the functions PUBLIC may execute are exactly normalize_barcode, current_patron, visible_patrons, token_nonce, act_as_proof and the withdrawn act_as_token'
 	);
 
-	# README.md: every sentence saying what is granted to PUBLIC names the same four
+	# README.md: every sentence saying what is granted to PUBLIC names the same six
 	my $readme;
 	foreach my $dir (grep { defined } ($ENV{TESTDIR}, "$here/../.."))
 	{
@@ -1400,7 +1418,7 @@ SELECT p.oid::regprocedure::text
 	{
 		my %named = map { $_ => 1 } grep { $ext_name{$_} } ($s =~ /\b([a-z_]+)\s*\(/g);
 		next unless %named;
-		if (join(',', sort keys %named) eq 'act_as_token,current_patron,normalize_barcode,visible_patrons')
+		if (join(',', sort keys %named) eq 'act_as_proof,act_as_token,current_patron,normalize_barcode,token_nonce,visible_patrons')
 		{
 			$naming_all++;
 		}
@@ -1409,7 +1427,7 @@ SELECT p.oid::regprocedure::text
 			push @wrong, $s;
 		}
 	}
-	ok($naming_all > 0, 'attack 13: README.md names the four functions granted to PUBLIC')
+	ok($naming_all > 0, 'attack 13: README.md names the six functions granted to PUBLIC')
 	  or diag("sentences about PUBLIC grants:\n" . join("\n", @sentences));
 	is(scalar(@wrong), 0, 'attack 13: no README.md sentence names another set of functions granted to PUBLIC')
 	  or diag(join("\n", @wrong));

@@ -1,7 +1,8 @@
 # The catalogue behind pgbouncer in transaction pooling mode: many catalogue
 # clients share a few server connections, and each transaction asserts a
-# different patron with act_as_token($1), the token travelling as a bind
-# parameter (pgbench -M extended).  Every transaction must see exactly its
+# different patron with token_nonce() and act_as_proof(), the proof
+# computed in the statement (pgcrypto) so that the nonce and the proof share
+# one transaction even in an autocommitted statement (pgbench -M extended).  Every transaction must see exactly its
 # own patron's rows and those its consenting family lets it see (every row
 # returned is checked against a ground truth computed here, in Perl, from
 # the fixture), no identity may survive into the next transaction on the
@@ -169,6 +170,7 @@ CREATE ROLE signin;
 GRANT USAGE ON SCHEMA lib TO opac;
 GRANT SELECT ON ALL TABLES IN SCHEMA lib TO opac;
 GRANT EXECUTE ON FUNCTION patron_group.issue_token(bigint, interval) TO signin;
+CREATE EXTENSION pgcrypto;
 SELECT patron_group.register_patron_facing('opac');
 SELECT patron_group.protect(t) FROM unnest('{lib.patron,lib.card,lib.loan,lib.bill}'::regclass[]) t;
 
@@ -298,7 +300,7 @@ append_to_file(
 \\set n random(1, $PATRONS)
 BEGIN;
 SELECT 1 / (patron_group.current_patron() IS NULL)::int AS fresh, patron, token FROM pooltest.tokens WHERE n = :n \\gset
-SELECT patron_group.act_as_token(:token) AS acting \\gset
+SELECT patron_group.act_as_proof(:patron, split_part(:token, '.', 3)::bigint, encode(hmac(patron_group.token_nonce(), :token, 'sha256'), 'hex')) AS acting \\gset
 INSERT INTO pooltest.seen (client, backend_pid, patron, acting, loans, bills, cards, patrons)
 SELECT :client_id, pg_backend_pid(), :patron, patron_group.current_patron(),
        ARRAY(SELECT id FROM lib.loan ORDER BY id), ARRAY(SELECT id FROM lib.bill ORDER BY id),
@@ -317,7 +319,7 @@ append_to_file(
 \\set n random(1, $PATRONS)
 BEGIN;
 SELECT 1 / (patron_group.current_patron() IS NULL)::int AS fresh, patron, token FROM pooltest.tokens WHERE n = :n \\gset
-SELECT 1 / (patron_group.act_as_token(:token) = :patron)::int AS acting \\gset
+SELECT 1 / (patron_group.act_as_proof(:patron, split_part(:token, '.', 3)::bigint, encode(hmac(patron_group.token_nonce(), :token, 'sha256'), 'hex')) = :patron)::int AS acting \\gset
 SELECT 1 / (SELECT count(*) > 0 FROM lib.patron)::int AS sees_herself \\gset
 ROLLBACK;
 });
@@ -328,7 +330,7 @@ append_to_file(
 	"$scripts/autocommit.sql", qq{
 \\set n random(1, $PATRONS)
 SELECT 1 / (patron_group.current_patron() IS NULL)::int AS fresh, patron, token FROM pooltest.tokens WHERE n = :n \\gset
-SELECT 1 / (patron_group.act_as_token(:token) = :patron)::int AS acting \\gset
+SELECT 1 / (patron_group.act_as_proof(:patron, split_part(:token, '.', 3)::bigint, encode(hmac(patron_group.token_nonce(), :token, 'sha256'), 'hex')) = :patron)::int AS acting \\gset
 SELECT 1 / (patron_group.current_patron() IS NULL
             AND NOT EXISTS (SELECT FROM lib.patron) AND NOT EXISTS (SELECT FROM lib.card)
             AND NOT EXISTS (SELECT FROM lib.loan) AND NOT EXISTS (SELECT FROM lib.bill))::int AS gone \\gset

@@ -11,11 +11,13 @@ use Exporter 'import';
 use File::Basename;
 use File::Spec;
 use DBI;
+use Digest::SHA;
 use IPC::Run;
 use PostgreSQL::Test::Utils;
 
 our @EXPORT = qw(demo_file load_library attach_library run_scenario
-  snapshot snapshot_queries after_workload extension_catalog run_cmd bound_session);
+  snapshot snapshot_queries after_workload extension_catalog run_cmd bound_session
+  sign_in_statement);
 
 # demo/ is two levels above this file (test/t/)
 sub demo_file
@@ -50,6 +52,19 @@ sub run_cmd
 # returns any, as psql -At prints them (columns joined by '|', rows by
 # newlines), and the first error, if any (the statements after it are not
 # run).
+# What a catalogue sends to act for the patron of $token on DBI handle
+# $dbh: it takes a nonce in the current transaction and proves it holds the
+# token, which itself never travels.  Returns the statement and its
+# parameters; in bound_session(), ['SIGN_IN', $token] stands for them.
+sub sign_in_statement
+{
+	my ($dbh, $token) = @_;
+	my ($nonce) = $dbh->selectrow_array('SELECT patron_group.token_nonce()');
+	my (undef, $patron, $expires) = split /\./, $token // '';
+	return ('SELECT patron_group.act_as_proof($1, $2, $3)', $patron, $expires,
+		defined $nonce ? Digest::SHA::hmac_sha256_hex($nonce, $token) : undef);
+}
+
 sub bound_session
 {
 	my ($node, $db, @statements) = @_;
@@ -60,6 +75,7 @@ sub bound_session
 	foreach my $s (@statements)
 	{
 		my ($sql, @params) = @$s;
+		($sql, @params) = sign_in_statement($dbh, $params[0]) if $sql eq 'SIGN_IN';
 		my $sth = $dbh->prepare($sql);
 		if (!$sth || !defined $sth->execute(@params))
 		{
@@ -103,6 +119,9 @@ sub run_scenario
 		my $at = index($sql, "\\echo '== 10.");
 		die "the scenario has no step 10" if $at < 0;
 		$sql = substr($sql, 0, $at);
+		# the catalogue's reads sign in as the current version does
+		$sql =~ s/^-- catalogue: begin.*?^-- catalogue: end\n//ms
+		  or die "the scenario has no catalogue section";
 	}
 	$node->safe_psql($db, $sql);
 	return;
