@@ -12,7 +12,7 @@
 EXTENSION = patron_group
 MODULE_big = patron_group
 # Bottom layer first; src/README.md says what each file does.
-OBJS = src/patron_group.o src/history.o src/mapping.o src/sqlgen.o \
+OBJS = src/patron_group.o src/history.o src/mapping.o src/ils_rows.o src/sqlgen.o \
        src/locks.o src/deltas.o src/direct.o src/totals.o src/recount.o \
        src/accounts.o src/groups.o src/members.o \
        src/identity.o src/consent.o src/policies.o src/guard.o \

@@ -35,6 +35,20 @@ GRANT EXECUTE ON FUNCTION @extschema@.token_nonce(),
     @extschema@.act_as_proof(bigint, bigint, text) TO PUBLIC;
 
 -- ===========================================================================
+-- The library system's rows, read as their owner, for the statements the
+-- extension runs as its own owner (src/ils_rows.c)
+-- ===========================================================================
+
+CREATE FUNCTION @extschema@.ils_rows(source oid, by_patron bigint[], by_xact bigint[])
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pg_ils_rows'
+LANGUAGE C STABLE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.ils_rows(oid, bigint[], bigint[]) IS
+'The rows of a mapping view or transaction table, read as the library system table''s owner; for the extension owner''s own statements';
+REVOKE ALL ON FUNCTION @extschema@.ils_rows(oid, bigint[], bigint[]) FROM PUBLIC;
+
+-- ===========================================================================
 -- What a patron-facing role can read around row-level security
 -- ===========================================================================
 
@@ -148,6 +162,7 @@ AS $$
 DECLARE
     r record;
     pmap record;
+    cols text;
 BEGIN
     -- tables the library system dropped while attached
     FOR r IN SELECT a.relid::oid AS oid, a.kind FROM patron_group.attachments a
@@ -255,12 +270,21 @@ BEGIN
     END LOOP;
 
     -- accounts and patrons out of step (the patron table's triggers were
-    -- disabled or bypassed)
-    IF pmap.relid IS NOT NULL THEN
+    -- disabled or bypassed); the patron table is read as its owner, through
+    -- ils_rows(), never planned as the extension's owner
+    IF pmap.relid IS NOT NULL AND pmap.mapping IS NOT NULL THEN
+        SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname::pg_catalog.text) OPERATOR(pg_catalog.||) ' '
+                                     OPERATOR(pg_catalog.||) pg_catalog.format_type(a.atttypid, a.atttypmod),
+                                     ', ' ORDER BY a.attnum)
+          INTO cols
+          FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid OPERATOR(pg_catalog.=) pmap.mapping::pg_catalog.oid
+           AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
         FOR r IN EXECUTE pg_catalog.format(
                 'SELECT a.patron_id FROM patron_group.accounts a WHERE NOT EXISTS '
-                '(SELECT FROM %s p WHERE p.%I OPERATOR(pg_catalog.=) a.patron_id) ORDER BY 1',
-                pmap.relid, pmap.id_column) LOOP
+                '(SELECT FROM patron_group.ils_rows(%s, NULL, NULL) AS p(%s) '
+                ' WHERE p.patron_id OPERATOR(pg_catalog.=) a.patron_id) ORDER BY 1',
+                pmap.mapping::pg_catalog.oid, cols) LOOP
             check_name := 'account without patron'; severity := 'warning';
             subject := 'patron ' || r.patron_id;
             detail := pg_catalog.format('the account of patron %s remains but the patron is no longer in %s', r.patron_id, pmap.relid);
@@ -268,9 +292,10 @@ BEGIN
             RETURN NEXT;
         END LOOP;
         FOR r IN EXECUTE pg_catalog.format(
-                'SELECT p.%I::bigint AS patron_id FROM %s p WHERE NOT EXISTS '
-                '(SELECT FROM patron_group.accounts a WHERE a.patron_id OPERATOR(pg_catalog.=) p.%I) ORDER BY 1',
-                pmap.id_column, pmap.relid, pmap.id_column) LOOP
+                'SELECT p.patron_id::bigint AS patron_id FROM patron_group.ils_rows(%s, NULL, NULL) AS p(%s) '
+                'WHERE NOT EXISTS (SELECT FROM patron_group.accounts a '
+                'WHERE a.patron_id OPERATOR(pg_catalog.=) p.patron_id) ORDER BY 1',
+                pmap.mapping::pg_catalog.oid, cols) LOOP
             check_name := 'patron without account'; severity := 'warning';
             subject := 'patron ' || r.patron_id;
             detail := pg_catalog.format('patron %s of %s has no account, so cannot be grouped', r.patron_id, pmap.relid);

@@ -100,7 +100,7 @@ household_follows(int64 patron, bool grouped, int64 group, bool group_changed, b
 	{
 		bool		isnull;
 
-		ils_exec(a->relid, ILS_AS_OWNER,
+		ils_exec(a->relid,
 				 psprintf("SELECT p.%s::pg_catalog.int8 FROM %s p WHERE p.%s OPERATOR(pg_catalog.=) $1",
 						  col, a->relname, a->id_column),
 				 1, types, values, NULL, false, SPI_OK_SELECT);
@@ -132,19 +132,19 @@ household_follows(int64 patron, bool grouped, int64 group, bool group_changed, b
 		if (group_changed && grouped && !household_null)
 		{
 			values[1] = household;
-			ils_exec(a->relid, ILS_AS_OWNER,
+			ils_exec(a->relid,
 					 psprintf("UPDATE %s p SET %s = $2 WHERE p.%s OPERATOR(pg_catalog.=) $1 "
 							  "AND p.%s IS DISTINCT FROM $2 AND %s",
 							  a->relname, col, a->id_column, col, alive),
 					 2, types, values, NULL, false, SPI_OK_UPDATE);
 		}
 		else if (group_changed && !grouped)
-			ils_exec(a->relid, ILS_AS_OWNER,
+			ils_exec(a->relid,
 					 psprintf("UPDATE %s p SET %s = DEFAULT WHERE p.%s OPERATOR(pg_catalog.=) $1 AND %s",
 							  a->relname, col, a->id_column, alive),
 					 1, types, values, NULL, false, SPI_OK_UPDATE);
 		if (a->lead_name)
-			ils_exec(a->relid, ILS_AS_OWNER,
+			ils_exec(a->relid,
 					 psprintf("UPDATE %s p SET %s = $3 WHERE p.%s OPERATOR(pg_catalog.=) $1 "
 							  "AND p.%s IS DISTINCT FROM $3 AND %s",
 							  a->relname, quote_identifier(a->lead_name), a->id_column,
@@ -169,7 +169,7 @@ set_lead_from_column(const Attachment *a, int64 patron, const char *reason)
 	bool		is_lead;
 
 	lock_groups_of_accounts(&patron, 1);
-	ils_exec(a->relid, ILS_AS_OWNER,
+	ils_exec(a->relid,
 			 psprintf("SELECT COALESCE(p.%s, false) FROM %s p WHERE p.%s OPERATOR(pg_catalog.=) $1",
 					  quote_identifier(a->lead_name), a->relname, a->id_column),
 			 1, types, values, NULL, false, SPI_OK_SELECT);
@@ -228,8 +228,9 @@ follow_households(TriggerData *td, const Attachment *a)
 			CHECK_FOR_INTERRUPTS();
 			/* the patron's group now, and whether the library system deleted them */
 			run_sql(psprintf("SELECT a.group_id, v.is_deleted FROM " PG_SCHEMA ".accounts a "
-							 "JOIN %s v ON v.patron_id OPERATOR(pg_catalog.=) a.patron_id "
-							 "WHERE a.patron_id OPERATOR(pg_catalog.=) $2", a->mapping_name),
+							 "JOIN %s ON v.patron_id OPERATOR(pg_catalog.=) a.patron_id "
+							 "WHERE a.patron_id OPERATOR(pg_catalog.=) $2",
+							 ils_rows_sql(a->mapping, "v", "ARRAY[$2]::pg_catalog.int8[]", NULL)),
 					2, types, values, NULL, false, SPI_OK_SELECT);
 			if (SPI_processed != 1 ||
 				DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
@@ -242,18 +243,24 @@ follow_households(TriggerData *td, const Attachment *a)
 			{
 				int64		other = 0;
 				int64		other_group = 0;
+				Datum		others;
 
 				if (!household_null)
 				{
-					run_sql(psprintf("SELECT a.patron_id, COALESCE(a.group_id, 0) FROM %s p "
-									 "JOIN " PG_SCHEMA ".accounts a ON a.patron_id OPERATOR(pg_catalog.=) p.%s "
-									 "JOIN %s v ON v.patron_id OPERATOR(pg_catalog.=) p.%s "
-									 "WHERE p.%s OPERATOR(pg_catalog.=) $1 AND p.%s OPERATOR(pg_catalog.<>) $2 "
-									 "AND NOT v.is_deleted "
-									 "ORDER BY a.group_id IS NULL, a.group_id, a.patron_id LIMIT 1",
-									 a->relname, a->id_column, a->mapping_name, a->id_column,
-									 col, a->id_column),
-							2, types, values, NULL, false, SPI_OK_SELECT);
+					/* the household's other patrons, read as the table's owner */
+					ils_exec(a->relid,
+							 psprintf("SELECT pg_catalog.array_agg(p.%s::pg_catalog.int8) FROM %s p "
+									  "JOIN %s v ON v.patron_id OPERATOR(pg_catalog.=) p.%s "
+									  "WHERE p.%s OPERATOR(pg_catalog.=) $1 AND p.%s OPERATOR(pg_catalog.<>) $2 "
+									  "AND NOT v.is_deleted",
+									  a->id_column, a->relname, a->mapping_name, a->id_column,
+									  col, a->id_column),
+							 2, types, values, NULL, false, SPI_OK_SELECT);
+					others = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+					run_sql("SELECT a.patron_id, COALESCE(a.group_id, 0) FROM " PG_SCHEMA ".accounts a "
+							"WHERE a.patron_id OPERATOR(pg_catalog.=) ANY ($1) "
+							"ORDER BY a.group_id IS NULL, a.group_id, a.patron_id LIMIT 1",
+							1, (Oid[]) {INT8ARRAYOID}, &others, isnull ? "n" : NULL, false, SPI_OK_SELECT);
 					if (SPI_processed == 1)
 					{
 						other = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

@@ -687,7 +687,7 @@ pg_attach_patrons(PG_FUNCTION_ARGS)
 	sync_triggers();
 
 	/* an account for every patron: the ids read as the table's owner */
-	ils_exec(relid, ILS_AS_OWNER,
+	ils_exec(relid,
 			 psprintf("SELECT pg_catalog.array_agg(%s::pg_catalog.int8) FROM %s",
 					  quote_identifier(id_column), relname),
 			 0, NULL, NULL, NULL, false, SPI_OK_SELECT);

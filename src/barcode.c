@@ -11,6 +11,7 @@
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/memutils.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 
 #include "barcode_core.h"
@@ -87,7 +88,7 @@ pg_normalize_barcode(PG_FUNCTION_ARGS)
  * shared by two patrons.  The caller has connected to SPI.
  */
 int64
-resolve_barcode_internal(const Mapping *m, text *barcode, bool missing_ok)
+resolve_barcode_internal(const Mapping *m, text *barcode, bool missing_ok, bool as_owner)
 {
 	text	   *norm = normalize_text(barcode);
 	Oid			argtypes[1] = {TEXTOID};
@@ -107,7 +108,10 @@ resolve_barcode_internal(const Mapping *m, text *barcode, bool missing_ok)
 				 errhint("Attach the patron table with a barcode_column, or attach a card table with attach_cards().")));
 
 	values[0] = PointerGetDatum(norm);
-	run_sql(barcode_lookup_sql(m), 1, argtypes, values, NULL, true, SPI_OK_SELECT);
+	if (as_owner)
+		ils_exec(m->patrons->relid, barcode_lookup_sql(m), 1, argtypes, values, NULL, true, SPI_OK_SELECT);
+	else
+		run_sql(barcode_lookup_sql(m), 1, argtypes, values, NULL, true, SPI_OK_SELECT);
 
 	if (SPI_processed == 0)
 	{
@@ -148,6 +152,18 @@ barcode_arg(FunctionCallInfo fcinfo)
 }
 
 /*
+ * Lookups read the library system's tables with the caller's rights, so its
+ * grants and row-level security apply, except for a superuser: whatever the
+ * tables' owner planted there would run with a superuser's rights, so a
+ * superuser's lookup reads them as their owner, who sees the same rows.
+ */
+bool
+reads_as_owner(void)
+{
+	return superuser();
+}
+
+/*
  * resolve_barcode(text): the patron id a barcode belongs to.  Lookups read
  * with the caller's rights (and so under any row-level security of the
  * library system's tables); only writes switch to the extension owner.
@@ -160,7 +176,7 @@ pg_resolve_barcode(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	(void) mapping_patrons(false);
-	patron = resolve_barcode_internal(get_mapping(), barcode, false);
+	patron = resolve_barcode_internal(get_mapping(), barcode, false, reads_as_owner());
 	SPI_finish();
 	PG_RETURN_INT64(patron);
 }
@@ -179,6 +195,8 @@ pg_find_patron(PG_FUNCTION_ARGS)
 	Datum		args[1];
 	HeapTuple	tuple;
 	int			i;
+	bool		as_owner;
+	OwnerContext oc;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -186,9 +204,14 @@ pg_find_patron(PG_FUNCTION_ARGS)
 	SPI_connect();
 	(void) mapping_patrons(false);
 	m = get_mapping();
-	patron = resolve_barcode_internal(m, barcode, false);
+	as_owner = reads_as_owner();
+	patron = resolve_barcode_internal(m, barcode, false, as_owner);
 	args[0] = Int64GetDatum(patron);
-	run_sql(find_patron_sql(m), 1, argtypes, args, NULL, true, SPI_OK_SELECT);
+	if (as_owner)
+		become_extension_owner(&oc);
+	run_sql(find_patron_sql(m, as_owner), 1, argtypes, args, NULL, true, SPI_OK_SELECT);
+	if (as_owner)
+		restore_user(&oc);
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),

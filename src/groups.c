@@ -30,6 +30,9 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
+#include "utils/acl.h"
+#include "utils/lsyscache.h"
+
 #include "patron_group.h"
 
 PG_FUNCTION_INFO_V1(pg_move_to_group);
@@ -85,10 +88,11 @@ refuse_deleted(const int64 *ids, int n)
 	bool		isnull;
 	Datum		d;
 
-	run_sql(psprintf("SELECT pg_catalog.min(p.patron_id::pg_catalog.int8) FROM %s p "
-					 "WHERE p.patron_id OPERATOR(pg_catalog.=) ANY ($1) AND p.is_deleted",
-					 m->patrons->mapping_name),
-			1, types, values, NULL, true, SPI_OK_SELECT);
+	ils_exec(m->patrons->relid,
+			 psprintf("SELECT pg_catalog.min(p.patron_id::pg_catalog.int8) FROM %s p "
+					  "WHERE p.patron_id OPERATOR(pg_catalog.=) ANY ($1) AND p.is_deleted",
+					  m->patrons->mapping_name),
+			 1, types, values, NULL, true, SPI_OK_SELECT);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (!isnull)
 		ereport(ERROR,
@@ -392,6 +396,23 @@ refuse_unfilled_columns(const Attachment *map, List *keys)
 }
 
 /*
+ * Refuse a caller who lacks a privilege on a table of the library system,
+ * on the table or on every column, as PostgreSQL would refuse the caller's
+ * own statement.
+ */
+static void
+require_table_privilege(Oid relid, AclMode mode)
+{
+	Oid			caller = GetUserId();
+
+	/* each privilege on its own: the checks accept any one of those asked */
+	for (AclMode bit = 1; bit != 0 && bit <= mode; bit <<= 1)
+		if ((mode & bit) && pg_class_aclcheck(relid, caller, bit) != ACLCHECK_OK &&
+			pg_attribute_aclcheck_all(relid, caller, bit, ACLMASK_ALL) != ACLCHECK_OK)
+			aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(relid));
+}
+
+/*
  * clone_patron(bigint, jsonb, text): register a new patron copying the
  * configured columns of the source, with new_values on top, in the source's
  * group (created when the source has none).  The key "barcode" is the new
@@ -472,7 +493,7 @@ pg_clone_patron(PG_FUNCTION_ARGS)
 	/* a barcode must not already be someone's */
 	if (new_barcode)
 	{
-		int64		owner_id = resolve_barcode_internal(m, new_barcode, true);
+		int64		owner_id = resolve_barcode_internal(m, new_barcode, true, true);
 
 		if (owner_id != 0)
 			ereport(ERROR,
@@ -505,17 +526,24 @@ pg_clone_patron(PG_FUNCTION_ARGS)
 	refuse_unfilled_columns(map, keys);
 
 	/*
-	 * The library system's tables are written with the caller's rights, as
-	 * the caller would register anyone (its grants and policies apply).
+	 * The library system's tables are written as their owner (its triggers
+	 * and defaults never run with anyone else's rights), by a caller who
+	 * holds the privileges such a registration needs.
 	 */
 	restore_user(&oc);
+	require_table_privilege(map->relid, ACL_INSERT | ACL_SELECT);
+	if (card_barcode)
+		require_table_privilege(cards->relid,
+								ACL_INSERT | (cards->primary_card_name && cards->card_id_name ? ACL_SELECT : 0));
+	if (card_barcode && cards->primary_card_name && cards->card_id_name)
+		require_table_privilege(map->relid, ACL_UPDATE);
 	if (cols.len == 0)
-		ils_exec(map->relid, ILS_AS_CALLER,
+		ils_exec(map->relid,
 				 psprintf("INSERT INTO %s DEFAULT VALUES RETURNING %s::pg_catalog.int8",
 						  map->relname, map->id_column),
 				 0, NULL, NULL, NULL, false, SPI_OK_INSERT_RETURNING);
 	else
-		ils_exec(map->relid, ILS_AS_CALLER,
+		ils_exec(map->relid,
 				 psprintf("INSERT INTO %s (%s) SELECT %s FROM %s s, "
 						  "pg_catalog.jsonb_populate_record(NULL::%s, $2) v "
 						  "WHERE s.%s OPERATOR(pg_catalog.=) $1 RETURNING %s::pg_catalog.int8",
@@ -529,8 +557,8 @@ pg_clone_patron(PG_FUNCTION_ARGS)
 		Datum		cvalues[2] = {Int64GetDatum(new_id), PointerGetDatum(card_barcode)};
 		bool		primary = cards->primary_card_name && cards->card_id_name;
 
-		/* one statement a table, each run as the rights of its own */
-		ils_exec(cards->relid, ILS_AS_CALLER,
+		/* one statement a table, each as its own table's owner */
+		ils_exec(cards->relid,
 				 psprintf("INSERT INTO %s (%s, %s) VALUES ($1, $2)%s%s",
 						  cards->relname, cards->patron_column, cards->barcode_column,
 						  primary ? " RETURNING " : "",
@@ -543,7 +571,7 @@ pg_clone_patron(PG_FUNCTION_ARGS)
 			Datum		pvalues[2] = {Int64GetDatum(new_id),
 			SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)};
 
-			ils_exec(map->relid, ILS_AS_CALLER,
+			ils_exec(map->relid,
 					 psprintf("UPDATE %s p SET %s = $2 WHERE p.%s OPERATOR(pg_catalog.=) $1",
 							  map->relname, quote_identifier(cards->primary_card_name), map->id_column),
 					 2, ptypes, pvalues, isnull ? " n" : NULL, false, SPI_OK_UPDATE);
@@ -596,7 +624,7 @@ import_households(void)
 	lead = a->lead_name ? psprintf("COALESCE(p.%s, false)", quote_identifier(a->lead_name)) : "false";
 
 	/* the shared households, read as the patron table's owner */
-	ils_exec(a->relid, ILS_AS_OWNER,
+	ils_exec(a->relid,
 			 psprintf("SELECT pg_catalog.array_agg(household ORDER BY patron), "
 					  "pg_catalog.array_agg(patron ORDER BY patron), pg_catalog.array_agg(lead ORDER BY patron) "
 					  "FROM (SELECT p.%s::pg_catalog.int8 AS household, p.%s::pg_catalog.int8 AS patron, "

@@ -512,7 +512,7 @@ patron_facing_about(int64 patron, int64 *viewer, const char *refusal)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("no patron is asserted in this transaction"),
-				 errhint("Call patron_group.act_as_token() or patron_group.act_as() first, in the same transaction.")));
+				 errhint("Call patron_group.act_as_proof() (after patron_group.token_nonce()) or patron_group.act_as() first, in the same transaction.")));
 	if (*viewer != patron)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

@@ -42,7 +42,7 @@ lock_patron_rows(const int64 *patrons, int n)
 	if (a == NULL || a->group_name == NULL)
 		return;
 	values[0] = int8_array(patrons, n);
-	ils_exec(a->relid, ILS_AS_OWNER,
+	ils_exec(a->relid,
 			 psprintf("SELECT FROM %s p WHERE p.%s OPERATOR(pg_catalog.=) ANY ($1) "
 					  "ORDER BY p.%s FOR NO KEY UPDATE", a->relname, a->id_column, a->id_column),
 			 1, types, values, NULL, false, SPI_OK_SELECT);

@@ -34,6 +34,7 @@ pg_group_members(PG_FUNCTION_ARGS)
 	int64		patron;
 	int64		viewer = 0;
 	bool		patron_facing;
+	bool		as_owner;
 	OwnerContext oc;
 	const Mapping *m;
 	Oid			types[2] = {INT8OID, INT8OID};
@@ -48,7 +49,8 @@ pg_group_members(PG_FUNCTION_ARGS)
 	SPI_connect();
 	patron_facing = patron_facing_about(patron, &viewer,
 										"a patron-facing session may list only the group of the patron it acts for");
-	if (patron_facing)
+	as_owner = patron_facing || reads_as_owner();
+	if (as_owner)
 		become_extension_owner(&oc);
 	values[0] = Int64GetDatum(patron);
 	values[1] = Int64GetDatum(viewer);
@@ -57,7 +59,7 @@ pg_group_members(PG_FUNCTION_ARGS)
 
 	m = get_mapping();
 	(void) mapping_patrons(false);
-	sql = group_members_sql(m);
+	sql = group_members_sql(m, as_owner);
 	run_sql(sql, 2, types, values, nulls, true, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -75,7 +77,7 @@ pg_group_members(PG_FUNCTION_ARGS)
 			row[c] = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, c + 1, &rnulls[c]);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, rnulls);
 	}
-	if (patron_facing)
+	if (as_owner)
 		restore_user(&oc);
 	SPI_finish();
 	return (Datum) 0;

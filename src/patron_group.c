@@ -196,18 +196,15 @@ restore_user(OwnerContext *ctx)
  * to the table (triggers, rules, defaults, CHECK constraints, domains,
  * generated columns, index expressions, policies) runs with that owner's
  * rights, which it has anyway, and never with the extension owner's or the
- * caller's.  What the caller asks for itself (clone_patron()'s new rows)
- * runs with the caller's own rights instead (ILS_AS_CALLER), so that the
- * library system's grants and row-level security apply as to any INSERT of
- * theirs, still restricted and with the pinned path; the caller must have
- * left the extension owner's rights first (restore_user()).  The statement
+ * caller's.  The statement reads (through the mapping views, or
+ * ils_rows() in a statement of the extension owner's), writes or locks; it
  * may name the table, its tree and the mapping
  * views, and nothing of patron_group's own (the table's owner has no rights
  * there): what it needs from them comes in as parameters.  An error unwinds
  * the user and the setting with the (sub)transaction.
  */
 void
-ils_exec(Oid relid, IlsRights rights, const char *sql, int nargs, Oid *types, Datum *values,
+ils_exec(Oid relid, const char *sql, int nargs, Oid *types, Datum *values,
 		 const char *nulls, bool read_only, int expect)
 {
 	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
@@ -224,8 +221,6 @@ ils_exec(Oid relid, IlsRights rights, const char *sql, int nargs, Oid *types, Da
 	ReleaseSysCache(tup);
 
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	if (rights == ILS_AS_CALLER)
-		owner = save_userid;
 	save_nestlevel = NewGUCNestLevel();
 	(void) set_config_option("search_path", "pg_catalog, pg_temp",
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,

@@ -43,14 +43,7 @@ extern SPIPlanPtr kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *a
 extern void run_kept(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, int expect);
 extern void run_sql(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
 					bool read_only, int expect);
-/* Whose rights a statement on a table of the library system runs with. */
-typedef enum IlsRights
-{
-	ILS_AS_OWNER,				/* the table's owner: what the extension does of itself */
-	ILS_AS_CALLER				/* the current user: what the caller asked for */
-} IlsRights;
-
-extern void ils_exec(Oid relid, IlsRights rights, const char *sql, int nargs, Oid *types,
+extern void ils_exec(Oid relid, const char *sql, int nargs, Oid *types,
 					 Datum *values, const char *nulls, bool read_only, int expect);
 extern void forget_sql_plans(void);
 extern void free_retired_sql_plans(void);
@@ -206,21 +199,27 @@ extern Expr *compile_view_column(const Attachment *a, Oid member, const char *co
 extern bool patrons_deleted_when(const Attachment *a);
 
 /* ---------------------------------------------------------------------------
+ * ils_rows.c: the library system's rows for the extension owner's statements
+ * ------------------------------------------------------------------------- */
+
+extern char *ils_rows_sql(Oid source, const char *alias, const char *by_patron, const char *by_xact);
+
+/* ---------------------------------------------------------------------------
  * sqlgen.c: every SQL text built from the mapping
  * ------------------------------------------------------------------------- */
 
 extern char *mapping_view_sql(const MappingSpec *m, const char *relname);
 extern char *display_name_sql(List *name_columns, const char *id_column, const char *alias);
 extern char *expected_totals_sql(List *sources, bool filtered);
-extern char *overdue_sql(List *sources, const char *patron_expr);
-extern char *barcode_sql(const Mapping *m, const char *alias);
+extern char *overdue_sql(List *sources, const char *patron_expr, bool as_owner);
+extern char *barcode_sql(const Mapping *m, const char *alias, bool as_owner);
 extern char *barcode_lookup_sql(const Mapping *m);
 extern char *money_of_xacts_sql(List *sources);
 extern char *violations_sql(List *sources);
 extern char *payment_lines_sql(List *sources);
-extern char *group_members_sql(const Mapping *m);
-extern char *patron_details_sql(const Mapping *m);
-extern char *find_patron_sql(const Mapping *m);
+extern char *group_members_sql(const Mapping *m, bool as_owner);
+extern char *patron_details_sql(const Mapping *m, bool as_owner);
+extern char *find_patron_sql(const Mapping *m, bool as_owner);
 extern char *consent_sql(const char *alias, const char *kind);
 extern char *recount_accounts_sql(const char *expected_sql, bool filtered);
 extern char *recount_groups_sql(bool filtered);
@@ -333,6 +332,7 @@ extern void guard_init(void);
  * barcode.c
  * ------------------------------------------------------------------------- */
 
-extern int64 resolve_barcode_internal(const Mapping *m, text *barcode, bool missing_ok);
+extern int64 resolve_barcode_internal(const Mapping *m, text *barcode, bool missing_ok, bool as_owner);
+extern bool reads_as_owner(void);
 
 #endif							/* PATRON_GROUP_H */

@@ -405,7 +405,7 @@ warn_exposed(void)
 
 	become_extension_owner(&oc);
 	run_sql("SELECT patron_facing_role::pg_catalog.text, kind, object, reads::pg_catalog.text, how, fix "
-			"FROM " PG_SCHEMA ".exposed_to_patron_facing()", 0, NULL, NULL, NULL, true, SPI_OK_SELECT);
+			"FROM " PG_SCHEMA ".exposed_to_patron_facing()", 0, NULL, NULL, NULL, false, SPI_OK_SELECT);
 	restore_user(&oc);
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{

@@ -42,7 +42,14 @@ pg_patron_details(PG_FUNCTION_ARGS)
 	m = get_mapping();
 	if (m->patrons != NULL)
 	{
-		run_sql(patron_details_sql(m), 1, types, args, NULL, true, SPI_OK_SELECT);
+		bool		as_owner = reads_as_owner();
+		OwnerContext oc;
+
+		if (as_owner)
+			become_extension_owner(&oc);
+		run_sql(patron_details_sql(m, as_owner), 1, types, args, NULL, true, SPI_OK_SELECT);
+		if (as_owner)
+			restore_user(&oc);
 		if (SPI_processed == 1)
 			for (int c = 0; c < 3; c++)
 			{

@@ -290,14 +290,17 @@ display_name_sql(List *name_columns, const char *id_column, const char *alias)
 static char *
 source_rows_sql(const Attachment *s, bool filtered)
 {
+	const char *filter = filtered ? "$1" : NULL;
+
 	if (s->via_relid == InvalidOid)
-		return psprintf("SELECT m.patron_id::pg_catalog.int8 AS p, %s FROM %s m%s",
-						figures_of("m"), s->mapping_name,
-						filtered ? " WHERE m.patron_id OPERATOR(pg_catalog.=) ANY ($1)" : "");
-	return psprintf("SELECT v.%s::pg_catalog.int8 AS p, %s FROM %s m "
-					"JOIN %s v ON v.%s OPERATOR(pg_catalog.=) m.xact_id%s",
-					s->via_patron_column, figures_of("m"), s->mapping_name, s->via_relname, s->via_id_column,
-					filtered ? psprintf(" WHERE v.%s OPERATOR(pg_catalog.=) ANY ($1)", s->via_patron_column) : "");
+		return psprintf("SELECT m.patron_id::pg_catalog.int8 AS p, %s FROM %s",
+						figures_of("m"), ils_rows_sql(s->mapping, "m", filter, NULL));
+	/* the money of the transactions the patrons have, not all money */
+	return psprintf("SELECT v.patron_id AS p, %s FROM %s JOIN %s ON m.xact_id OPERATOR(pg_catalog.=) v.xact_id",
+					figures_of("m"), ils_rows_sql(s->via_relid, "v", filter, NULL),
+					ils_rows_sql(s->mapping, "m", NULL,
+								 filtered ? psprintf("(SELECT pg_catalog.array_agg(t.xact_id) FROM %s)",
+													 ils_rows_sql(s->via_relid, "t", filter, NULL)) : NULL));
 }
 
 /*
@@ -334,7 +337,7 @@ expected_totals_sql(List *sources, bool filtered)
  * Overdue depends on the clock, not on a row change, so it is never stored.
  */
 char *
-overdue_sql(List *sources, const char *patron_expr)
+overdue_sql(List *sources, const char *patron_expr, bool as_owner)
 {
 	StringInfoData sql;
 	ListCell   *lc;
@@ -347,13 +350,16 @@ overdue_sql(List *sources, const char *patron_expr)
 		if (s->kind != MAP_CIRCULATIONS)
 			continue;
 		/* an alias of its own: patron_expr may name the caller's */
-		appendStringInfo(&sql, "%s(SELECT pg_catalog.count(*) FROM %s overdue_loan "
+		appendStringInfo(&sql, "%s(SELECT pg_catalog.count(*) FROM %s "
 						 "WHERE overdue_loan.patron_id OPERATOR(pg_catalog.=) %s "
 						 "AND overdue_loan.is_open AND NOT overdue_loan.is_lost "
 						 "AND NOT overdue_loan.is_claims_returned AND NOT overdue_loan.is_long_overdue "
 						 "AND overdue_loan.due OPERATOR(pg_catalog.<) pg_catalog.now())",
 						 sql.len ? " OPERATOR(pg_catalog.+) " : "",
-						 s->mapping_name, patron_expr);
+						 as_owner ? ils_rows_sql(s->mapping, "overdue_loan",
+												 psprintf("ARRAY[%s]::pg_catalog.int8[]", patron_expr), NULL)
+						 : psprintf("%s overdue_loan", s->mapping_name),
+						 patron_expr);
 	}
 	if (sql.len == 0)
 		appendStringInfoString(&sql, "0::pg_catalog.int8");
@@ -372,23 +378,33 @@ overdue_sql(List *sources, const char *patron_expr)
  *	            WHERE c.patron_id = <alias>.patron_id AND c.is_active))
  */
 char *
-barcode_sql(const Mapping *m, const char *alias)
+barcode_sql(const Mapping *m, const char *alias, bool as_owner)
 {
+	char	   *cards = NULL;
+
 	if (m->patrons && m->patrons->barcode_column)
 		return psprintf("%s.barcode::pg_catalog.text", alias);
-	if (m->cards && m->cards->primary_card_name)
-		return psprintf("COALESCE((SELECT c.barcode::pg_catalog.text FROM %s c JOIN %s pt "
-						"ON c.card_id OPERATOR(pg_catalog.=) pt.%s "
-						"WHERE pt.%s OPERATOR(pg_catalog.=) %s.patron_id AND c.is_active), "
-						"(SELECT pg_catalog.max(c.barcode::pg_catalog.text) FROM %s c "
-						"WHERE c.patron_id OPERATOR(pg_catalog.=) %s.patron_id AND c.is_active))",
-						m->cards->mapping_name, m->patrons->relname,
-						quote_identifier(m->cards->primary_card_name), m->patrons->id_column, alias,
-						m->cards->mapping_name, alias);
 	if (m->cards)
-		return psprintf("(SELECT pg_catalog.max(c.barcode::pg_catalog.text) FROM %s c "
+		cards = as_owner ?
+			ils_rows_sql(m->cards->mapping, "c", psprintf("ARRAY[%s.patron_id]::pg_catalog.int8[]", alias), NULL) :
+			psprintf("%s c", m->cards->mapping_name);
+	if (m->cards && m->cards->primary_card_name)
+		return psprintf("COALESCE((SELECT c.barcode::pg_catalog.text FROM %s JOIN %s "
+						"ON c.card_id OPERATOR(pg_catalog.=) pt.primary_card "
+						"WHERE pt.patron_id OPERATOR(pg_catalog.=) %s.patron_id AND c.is_active), "
+						"(SELECT pg_catalog.max(c.barcode::pg_catalog.text) FROM %s "
+						"WHERE c.patron_id OPERATOR(pg_catalog.=) %s.patron_id AND c.is_active))",
+						cards,
+						as_owner ?
+						ils_rows_sql(m->patrons->relid, "pt", psprintf("ARRAY[%s.patron_id]::pg_catalog.int8[]", alias), NULL) :
+						psprintf("(SELECT p.%s::pg_catalog.int8 AS patron_id, p.%s::pg_catalog.int8 AS primary_card "
+								 "FROM %s p) pt", m->patrons->id_column,
+								 quote_identifier(m->cards->primary_card_name), m->patrons->relname),
+						alias, cards, alias);
+	if (m->cards)
+		return psprintf("(SELECT pg_catalog.max(c.barcode::pg_catalog.text) FROM %s "
 						"WHERE c.patron_id OPERATOR(pg_catalog.=) %s.patron_id AND c.is_active)",
-						m->cards->mapping_name, alias);
+						cards, alias);
 	return "NULL::pg_catalog.text";
 }
 
@@ -449,10 +465,9 @@ money_of_xacts_sql(List *sources)
 
 	initStringInfo(&rows);
 	foreach(lc, sources)
-		appendStringInfo(&rows, "%sSELECT m.xact_id::pg_catalog.int8 AS x, %s FROM %s m "
-						 "WHERE m.xact_id OPERATOR(pg_catalog.=) ANY ($1)",
+		appendStringInfo(&rows, "%sSELECT m.xact_id::pg_catalog.int8 AS x, %s FROM %s",
 						 rows.len ? " UNION ALL " : "", figures_of("m"),
-						 ((Attachment *) lfirst(lc))->mapping_name);
+						 ils_rows_sql(((Attachment *) lfirst(lc))->mapping, "m", NULL, "$1"));
 	return psprintf("SELECT d.x, %s FROM (%s) d GROUP BY d.x", figure_sums("d"), rows.data);
 }
 
@@ -484,7 +499,7 @@ consent_sql(const char *alias, const char *kind)
 char *
 violations_sql(List *sources)
 {
-	char	   *overdue = overdue_sql(sources, "m.patron_id");
+	char	   *overdue = overdue_sql(sources, "m.patron_id", true);
 
 	return psprintf("SELECT v.name, v.figure, v.lim, g.group_id "
 					"FROM " PG_SCHEMA ".accounts a "
@@ -544,19 +559,18 @@ payment_lines_sql(List *sources)
 		/* a row's signed amount: its charge, or minus its payment, as the totals count it */
 		if (OidIsValid(s->via_relid))
 			appendStringInfo(&lines,
-							 "SELECT %u::pg_catalog.oid AS tt, t.%s::pg_catalog.int8 AS xact, "
-							 "t.%s::pg_catalog.int8 AS patron, "
+							 "SELECT %u::pg_catalog.oid AS tt, t.xact_id AS xact, t.patron_id AS patron, "
 							 "m.balance_owed AS amt "
-							 "FROM %s m JOIN %s t ON t.%s OPERATOR(pg_catalog.=) m.xact_id "
-							 "WHERE t.%s OPERATOR(pg_catalog.=) ANY ($1)",
-							 s->via_relid, s->via_id_column, s->via_patron_column,
-							 s->mapping_name, s->via_relname, s->via_id_column, s->via_patron_column);
+							 "FROM %s JOIN %s ON t.xact_id OPERATOR(pg_catalog.=) m.xact_id",
+							 s->via_relid, ils_rows_sql(s->via_relid, "t", "$1", NULL),
+							 ils_rows_sql(s->mapping, "m", NULL,
+										  psprintf("(SELECT pg_catalog.array_agg(t2.xact_id) FROM %s)",
+												   ils_rows_sql(s->via_relid, "t2", "$1", NULL))));
 		else
 			appendStringInfo(&lines,
 							 "SELECT NULL::pg_catalog.oid, NULL::pg_catalog.int8, "
-							 "m.patron_id::pg_catalog.int8, m.balance_owed "
-							 "FROM %s m WHERE m.patron_id OPERATOR(pg_catalog.=) ANY ($1)",
-							 s->mapping_name);
+							 "m.patron_id::pg_catalog.int8, m.balance_owed FROM %s",
+							 ils_rows_sql(s->mapping, "m", "$1", NULL));
 	}
 	if (lines.len == 0)
 		appendStringInfoString(&lines, "SELECT NULL::pg_catalog.oid, NULL::pg_catalog.int8, "
@@ -592,7 +606,7 @@ payment_lines_sql(List *sources)
  *	  ORDER BY x.ord, x.is_lead DESC, x.display_name COLLATE "und-x-icu", x.member_id
  */
 char *
-group_members_sql(const Mapping *m)
+group_members_sql(const Mapping *m, bool as_owner)
 {
 	char	   *see_circ = psprintf("($2 IS NULL OR a.patron_id OPERATOR(pg_catalog.=) $2 OR %s)",
 									consent_sql("a", "circulations"));
@@ -609,7 +623,7 @@ group_members_sql(const Mapping *m)
 				   "CASE WHEN %s THEN a.items_long_overdue END AS items_long_overdue, "
 				   "CASE WHEN %s THEN a.balance_owed END AS balance_owed "
 				   "FROM " PG_SCHEMA ".accounts a "
-				   "JOIN %s p ON p.%s OPERATOR(pg_catalog.=) a.patron_id "
+				   "JOIN %s ON p.patron_id OPERATOR(pg_catalog.=) a.patron_id "
 				   "WHERE (a.patron_id OPERATOR(pg_catalog.=) $1 "
 				   "OR a.group_id OPERATOR(pg_catalog.=) (SELECT group_id FROM " PG_SCHEMA ".accounts "
 				   "WHERE patron_id OPERATOR(pg_catalog.=) $1)) "
@@ -638,9 +652,16 @@ group_members_sql(const Mapping *m)
 				   "FROM m LEFT JOIN " PG_SCHEMA ".groups g ON g.group_id OPERATOR(pg_catalog.=) m.group_id "
 				   "GROUP BY g.group_id HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0) x "
 				   "ORDER BY x.ord, x.is_lead DESC, x.display_name COLLATE \"und-x-icu\", x.member_id",
-				   barcode_sql(m, "p"), "p.display_name",
-				   see_circ, see_circ, overdue_sql(m->totals, "a.patron_id"),
-				   see_circ, see_circ, see_circ, see_bills, m->patrons->mapping_name, "patron_id");
+				   barcode_sql(m, "p", as_owner), "p.display_name",
+				   see_circ, see_circ, overdue_sql(m->totals, "a.patron_id", as_owner),
+				   see_circ, see_circ, see_circ, see_bills,
+				   as_owner ? ils_rows_sql(m->patrons->mapping, "p",
+										   "(SELECT pg_catalog.array_agg(x.patron_id) FROM " PG_SCHEMA ".accounts x "
+										   "WHERE x.patron_id OPERATOR(pg_catalog.=) $1 "
+										   "OR x.group_id OPERATOR(pg_catalog.=) (SELECT y.group_id FROM "
+										   PG_SCHEMA ".accounts y WHERE y.patron_id OPERATOR(pg_catalog.=) $1))",
+										   NULL)
+				   : psprintf("%s p", m->patrons->mapping_name));
 }
 
 /*
@@ -653,12 +674,14 @@ group_members_sql(const Mapping *m)
  *	               WHERE p.patron_id = $1) x ON true
  */
 char *
-patron_details_sql(const Mapping *m)
+patron_details_sql(const Mapping *m, bool as_owner)
 {
 	return psprintf("SELECT x.b, x.n, (%s)::pg_catalog.int8 FROM (SELECT 1) o LEFT JOIN "
-					"(SELECT %s AS b, p.display_name AS n FROM %s p "
+					"(SELECT %s AS b, p.display_name AS n FROM %s "
 					"WHERE p.patron_id OPERATOR(pg_catalog.=) $1) x ON true",
-					overdue_sql(m->totals, "$1"), barcode_sql(m, "p"), m->patrons->mapping_name);
+					overdue_sql(m->totals, "$1", as_owner), barcode_sql(m, "p", as_owner),
+					as_owner ? ils_rows_sql(m->patrons->mapping, "p", "ARRAY[$1]::pg_catalog.int8[]", NULL)
+					: psprintf("%s p", m->patrons->mapping_name));
 }
 
 /*
@@ -666,13 +689,15 @@ patron_details_sql(const Mapping *m)
  * group and the group's size, read with the caller's rights.
  */
 char *
-find_patron_sql(const Mapping *m)
+find_patron_sql(const Mapping *m, bool as_owner)
 {
 	return psprintf("SELECT p.patron_id::pg_catalog.int8, %s, p.display_name, a.group_id, g.member_count "
-					"FROM %s p JOIN " PG_SCHEMA ".accounts a ON a.patron_id OPERATOR(pg_catalog.=) p.patron_id "
+					"FROM %s JOIN " PG_SCHEMA ".accounts a ON a.patron_id OPERATOR(pg_catalog.=) p.patron_id "
 					"LEFT JOIN " PG_SCHEMA ".groups g ON g.group_id OPERATOR(pg_catalog.=) a.group_id "
 					"WHERE p.patron_id OPERATOR(pg_catalog.=) $1",
-					barcode_sql(m, "p"), m->patrons->mapping_name);
+					barcode_sql(m, "p", as_owner),
+					as_owner ? ils_rows_sql(m->patrons->mapping, "p", "ARRAY[$1]::pg_catalog.int8[]", NULL)
+					: psprintf("%s p", m->patrons->mapping_name));
 }
 
 /*

@@ -80,7 +80,7 @@ typedef struct TotalsPlans
 	Oid			key_type;		/* int2, int4 or int8 */
 	ExprContext *econtext;
 	TupleTableSlot *slot;
-	SPIPlanPtr	resolve_plan;	/* the patrons of transactions, by id */
+	char	   *resolve_sql;	/* the patrons of transactions, by id */
 } TotalsPlans;
 
 static HTAB *plans_by_table = NULL;
@@ -141,12 +141,12 @@ plans_for(Oid relid)
 	{
 		if (found)
 		{
-			if (entry->resolve_plan)
-				SPI_freeplan(entry->resolve_plan);
+			if (entry->resolve_sql)
+				pfree(entry->resolve_sql);
 			if (entry->cxt)
 				MemoryContextDelete(entry->cxt);
 		}
-		entry->resolve_plan = NULL;
+		entry->resolve_sql = NULL;
 		entry->compiled = false;
 		entry->mapping = entry->via_relid = InvalidOid;
 		entry->cxt = NULL;
@@ -239,16 +239,12 @@ compile_row_values(TotalsPlans *plans, Relation rel)
 	plans->generation = get_mapping()->generation;
 	if (OidIsValid(s->via_relid))
 	{
-		Oid			types[1] = {INT8ARRAYOID};
-
-		/* the patron of each transaction, read afresh at each use */
-		plans->resolve_plan = NULL;
-		(void) kept_plan(&plans->resolve_plan,
-						 psprintf("SELECT v.%s::pg_catalog.int8, v.%s::pg_catalog.int8 "
-								  "FROM %s v WHERE v.%s OPERATOR(pg_catalog.=) ANY ($1)",
-								  s->via_id_column, s->via_patron_column,
-								  s->via_relname, s->via_id_column),
-						 1, types);
+		/* the patron of each transaction, read afresh at each use, as its table's owner */
+		plans->resolve_sql = MemoryContextStrdup(TopMemoryContext,
+												 psprintf("SELECT v.%s::pg_catalog.int8, v.%s::pg_catalog.int8 "
+														  "FROM %s v WHERE v.%s OPERATOR(pg_catalog.=) ANY ($1)",
+														  s->via_id_column, s->via_patron_column,
+														  s->via_relname, s->via_id_column));
 	}
 	plans->compiled = true;
 }
@@ -292,8 +288,8 @@ apply_via_deltas(TotalsPlans *plans, PatronDelta **xacts, int n, DeltaSet *set)
 		int			nmissing = 0;
 
 		CHECK_FOR_INTERRUPTS();
-		if (SPI_execute_plan(plans->resolve_plan, &idarray, NULL, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not read the transactions' patrons");
+		ils_exec(plans->via_relid, plans->resolve_sql, 1, (Oid[]) {INT8ARRAYOID},
+				 &idarray, NULL, false, SPI_OK_SELECT);
 		missing = palloc(sizeof(int64) * Max(SPI_processed, 1));
 		for (uint64 r = 0; r < SPI_processed; r++)
 		{

@@ -105,6 +105,8 @@ SELECT * FROM patron_group.health();
 -- the barcode shown is the primary card's (the patron table's card column),
 -- not the greatest active one
 SELECT patron_id, barcode FROM patron_group.member_summary WHERE patron_id = 4;
+-- and in the member list, read here (a superuser's) as the tables' owner
+SELECT member_id, barcode FROM patron_group.group_members(4) WHERE member_id = 4;
 
 -- cloning says which required columns the caller must give, before writing
 SELECT try($$SELECT patron_group.clone_patron(4, '{"barcode": "A-8"}')$$);

@@ -699,7 +699,7 @@ my @operations = (
 		name => 'verify',
 		who => 'dba',
 		sql => "SELECT * FROM patron_group.verify();",
-		covers => ['verify()'],
+		covers => [ 'verify()', 'ils_rows(oid,bigint[],bigint[])' ],
 	},
 	{
 		name => 'rebuild',

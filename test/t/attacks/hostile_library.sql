@@ -19,6 +19,12 @@
 --            CHECK, a rule, a stored generated column, an expression
 --            index, row-level security policies (FORCE on some tables), and
 --            column defaults on mapped columns, the household column first.
+--            Then what the planner itself evaluates, as whoever plans a
+--            query on the table, even a plain SELECT: IMMUTABLE calls with
+--            constant arguments are folded when the plan is made, in an
+--            extended statistics expression, an index expression, a partial
+--            index's predicate and a CHECK (constraint exclusion of
+--            inheritance children and partitions).
 --
 -- Every planted object calls ils.payload(what), which tries ALTER ROLE
 -- ils_owner SUPERUSER, records in evidence.log as whom it ran, and returns
@@ -368,3 +374,28 @@ BEGIN
     END LOOP;
 END
 $plant$;
+
+-- What the planner evaluates: reading a table runs these, as the role that
+-- plans the query (labels "plan:...").  The constant arguments make the
+-- planner fold the call when it loads the table's statistics objects, its
+-- indexes' expressions and predicates (once per session for an index), and
+-- a child's CHECK constraints for constraint exclusion.
+DO $plan$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['patron', 'card', 'circulation', 'circulation_old', 'circulation_new',
+                             'transaction', 'grocery', 'billing', 'payment', 'cash_payment'] LOOP
+        EXECUTE format('CREATE STATISTICS ils.%I ON (ils.payload_imm(%L, %L)::integer), id FROM ils.%I',
+                       'hostile_statistics_' || t, 'plan:statistics:' || t, 'constant', t);
+        EXECUTE format('ALTER TABLE ils.%I ADD CONSTRAINT %I CHECK (ils.payload_imm(%L, %L))',
+                       t, 'hostile_constant_check_' || t, 'plan:check:' || t, 'constant');
+        IF t NOT IN ('circulation_old', 'circulation_new') THEN
+            EXECUTE format('CREATE INDEX %I ON ils.%I ((ils.payload_imm(%L, %L)))',
+                           'hostile_constant_index_' || t, t, 'plan:index:' || t, 'constant');
+            EXECUTE format('CREATE INDEX %I ON ils.%I (id) WHERE ils.payload_imm(%L, %L)',
+                           'hostile_partial_index_' || t, t, 'plan:partial index:' || t, 'constant');
+        END IF;
+    END LOOP;
+END
+$plan$;
