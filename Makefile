@@ -12,9 +12,9 @@
 EXTENSION = patron_group
 MODULE_big = patron_group
 # Bottom layer first; src/README.md says what each file does.
-OBJS = src/patron_group.o src/history.o src/mapping.o src/ils_rows.o src/sqlgen.o \
-       src/locks.o src/deltas.o src/direct.o src/totals.o src/recount.o \
-       src/accounts.o src/groups.o src/members.o \
+OBJS = src/patron_group.o src/history.o src/sqlgen.o src/locks.o src/mapping.o \
+       src/ils_rows.o src/deltas.o src/direct.o src/apply.o src/totals.o src/recount.o \
+       src/groups.o src/households.o src/accounts.o src/members.o \
        src/identity.o src/consent.o src/policies.o src/guard.o \
        src/triggers.o src/limits.o src/payments.o src/attach.o \
        src/reporting.o src/views.o src/barcode_core.o src/barcode.o src/init.o
@@ -25,13 +25,15 @@ REGRESS = setup attach barcode groups clone errors privileges totals totals_koha
 REGRESS_OPTS = --inputdir=test --encoding=UTF8
 ISOLATION = move_concurrent lead_access totals_concurrent totals_merge \
             isolation_levels limits_concurrent alter_attachment trees_merge \
-            direct_updates
+            direct_updates households_after_error
 ISOLATION_OPTS = --inputdir=test --encoding=UTF8
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
 
 PG_CPPFLAGS = -Wall -Wextra -Wno-unused-parameter
 SHLIB_LINK += $(ICU_LIBS)
+# export only what PostgreSQL calls (src/exports.map)
+SHLIB_LINK += -Wl,--version-script=$(dir $(firstword $(MAKEFILE_LIST)))src/exports.map
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -110,7 +110,7 @@ pg_set_consent(PG_FUNCTION_ARGS)
 	Oid			types[3] = {INT8OID, BOOLOID, TIMESTAMPTZOID};
 	Datum		values[3];
 	char		nulls[3] = "   ";
-	bool		isnull;
+	int64		group;
 	int64		acting_patron;
 
 	require_arg(fcinfo, 0, "patron_id");
@@ -144,15 +144,8 @@ pg_set_consent(PG_FUNCTION_ARGS)
 		nulls[2] = 'n';
 
 	become_extension_owner(&oc);
-	run_sql("SELECT group_id FROM " PG_SCHEMA ".accounts "
-			"WHERE patron_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-			1, types, values, NULL, false, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("patron " INT64_FORMAT " does not exist", patron)));
-	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (isnull && granted)
+	(void) lock_accounts(&patron, 1, &group);
+	if (group == 0 && granted)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("patron " INT64_FORMAT " is not in a group", patron),

@@ -525,10 +525,10 @@ direct_apply(PatronDelta **deltas, int n)
 	{
 		int64		group;
 
-		Assert(i == 0 || deltas[i - 1]->patron < deltas[i]->patron);
+		Assert(i == 0 || deltas[i - 1]->key < deltas[i]->key);
 		MemoryContextReset(rowcxt);
 		old = MemoryContextSwitchTo(rowcxt);
-		if (update_add(&u, deltas[i]->patron, deltas[i], &group) && group != 0)
+		if (update_add(&u, deltas[i]->key, deltas[i], &group) && group != 0)
 			delta_add(&groups, delta_for(&groups, group), deltas[i], false);
 		MemoryContextSwitchTo(old);
 	}
@@ -549,7 +549,7 @@ direct_apply(PatronDelta **deltas, int n)
 		{
 			MemoryContextReset(rowcxt);
 			old = MemoryContextSwitchTo(rowcxt);
-			(void) update_add(&u, gdeltas[i]->patron, gdeltas[i], NULL);
+			(void) update_add(&u, gdeltas[i]->key, gdeltas[i], NULL);
 			MemoryContextSwitchTo(old);
 		}
 		update_end(&u);

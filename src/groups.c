@@ -57,6 +57,29 @@ spi_run(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls
 	run_sql(sql, nargs, types, values, nulls, false, expect);
 }
 
+/*
+ * Put patrons' accounts in a group, or in none (group 0): the one statement
+ * that changes a membership.  The lead flag and the consents stay with the
+ * old group, since consent is given to a group's leads.  Leaving touches
+ * only those in a group.  The caller holds the accounts' and the groups'
+ * locks and has set the history's reason.
+ */
+void
+set_accounts_group(const int64 *patrons, int n, int64 group)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {INT8ARRAYOID, INT8OID};
+	Datum		values[2] = {int8_array(patrons, n), Int64GetDatum(group)};
+
+	run_kept(kept_plan(&plan,
+					   "UPDATE " PG_SCHEMA ".accounts SET group_id = $2, is_lead = false, "
+					   "share_circulations = false, share_bills = false, "
+					   "share_circulations_until = NULL, share_bills_until = NULL "
+					   "WHERE patron_id OPERATOR(pg_catalog.=) ANY ($1) "
+					   "AND ($2 IS NOT NULL OR group_id IS NOT NULL)", 2, types),
+			 values, group == 0 ? " n" : NULL, false, SPI_OK_UPDATE);
+}
+
 /* Create a group and put the patron (whose account is locked) in it. */
 static int64
 new_group_for(int64 patron, const char *reason)
@@ -113,8 +136,6 @@ move_patrons(int64 *movers, int n, int64 target, const char *reason)
 	int64		target_group;
 	int			m = 0;
 	OwnerContext oc;
-	Oid			types[2] = {INT8ARRAYOID, INT8OID};
-	Datum		values[2];
 
 	/* distinct movers, in patron_id order, then the target last */
 	memcpy(ids, movers, sizeof(int64) * n);
@@ -140,7 +161,7 @@ move_patrons(int64 *movers, int n, int64 target, const char *reason)
 	refuse_if_replicated();
 	SPI_connect();
 	(void) mapping_patrons(false);
-	lock_patron_rows(ids, m + 1);
+	lock_patron_rows(mapping_patrons(true), ids, m + 1);
 	(void) lock_accounts(ids, m + 1, groups);
 	refuse_deleted(ids, m + 1);
 	target_group = groups[m];
@@ -156,13 +177,7 @@ move_patrons(int64 *movers, int n, int64 target, const char *reason)
 		target_group = new_group_for(target, reason);
 
 	history_context_set(NULL, reason);
-	values[0] = int8_array(ids, m);
-	values[1] = Int64GetDatum(target_group);
-	spi_run("UPDATE " PG_SCHEMA ".accounts SET group_id = $2, is_lead = false, "
-			"share_circulations = false, share_bills = false, "
-			"share_circulations_until = NULL, share_bills_until = NULL "
-			"WHERE patron_id OPERATOR(pg_catalog.=) ANY ($1)",
-			2, types, values, NULL, SPI_OK_UPDATE);
+	set_accounts_group(ids, m, target_group);
 	history_context_clear();
 	SPI_finish();
 	restore_user(&oc);
@@ -213,7 +228,7 @@ lock_member(int64 patron)
 {
 	int64		group_id;
 
-	lock_patron_rows(&patron, 1);
+	lock_patron_rows(mapping_patrons(true), &patron, 1);
 	(void) lock_accounts(&patron, 1, &group_id);
 	if (group_id == 0)
 		ereport(ERROR,
@@ -229,12 +244,9 @@ pg_remove_from_group(PG_FUNCTION_ARGS)
 {
 	int64		patron;
 	OwnerContext oc;
-	Oid			types[1] = {INT8OID};
-	Datum		values[1];
 
 	require_arg(fcinfo, 0, "patron_id");
 	patron = PG_GETARG_INT64(0);
-	values[0] = Int64GetDatum(patron);
 
 	become_extension_owner(&oc);
 	refuse_if_replicated();
@@ -242,11 +254,7 @@ pg_remove_from_group(PG_FUNCTION_ARGS)
 	(void) mapping_patrons(false);
 	(void) lock_member(patron);
 	history_context_set(NULL, reason_arg(fcinfo, 1));
-	spi_run("UPDATE " PG_SCHEMA ".accounts SET group_id = NULL, is_lead = false, "
-			"share_circulations = false, share_bills = false, "
-			"share_circulations_until = NULL, share_bills_until = NULL "
-			"WHERE patron_id OPERATOR(pg_catalog.=) $1",
-			1, types, values, NULL, SPI_OK_UPDATE);
+	set_accounts_group(&patron, 1, 0);
 	history_context_clear();
 	SPI_finish();
 	restore_user(&oc);
@@ -601,63 +609,3 @@ pg_clone_patron(PG_FUNCTION_ARGS)
 }
 
 
-/*
- * The library system's households (attach_patrons' group_column): every
- * value that two patrons or more share, deleted patrons aside, becomes a
- * group of them, in one statement, its lead those the lead column marks.
- * The history says where each member came from.  The caller has just
- * attached the patron table (no patron is in a group yet) and runs as the
- * extension owner.
- */
-void
-import_households(void)
-{
-	const Attachment *a = mapping_patrons(false);
-	char	   *lead;
-	Datum		values[3];
-	bool		isnull = false;
-	const char *col;
-
-	if (a->group_name == NULL)
-		return;
-	col = quote_identifier(a->group_name);
-	lead = a->lead_name ? psprintf("COALESCE(p.%s, false)", quote_identifier(a->lead_name)) : "false";
-
-	/* the shared households, read as the patron table's owner */
-	ils_exec(a->relid,
-			 psprintf("SELECT pg_catalog.array_agg(household ORDER BY patron), "
-					  "pg_catalog.array_agg(patron ORDER BY patron), pg_catalog.array_agg(lead ORDER BY patron) "
-					  "FROM (SELECT p.%s::pg_catalog.int8 AS household, p.%s::pg_catalog.int8 AS patron, "
-					  "%s AS lead, pg_catalog.count(*) OVER (PARTITION BY p.%s) AS n "
-					  "FROM %s p JOIN %s v ON v.patron_id OPERATOR(pg_catalog.=) p.%s "
-					  "WHERE p.%s IS NOT NULL AND NOT v.is_deleted) h "
-					  "WHERE n OPERATOR(pg_catalog.>=) 2",
-					  col, a->id_column, lead, col, a->relname, a->mapping_name, a->id_column, col),
-			 0, NULL, NULL, NULL, false, SPI_OK_SELECT);
-	for (int i = 0; i < 3 && !isnull; i++)
-		values[i] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &isnull);
-	if (isnull)
-		return;					/* no household has two patrons */
-
-	/* each becomes a group of them, written as the extension owner */
-	history_context_set(NULL, "household in the library system");
-	writing_households = true;	/* the households are where they are */
-	PG_TRY();
-	{
-		run_sql("WITH h AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), "
-				"pg_catalog.unnest($2::pg_catalog.int8[]), pg_catalog.unnest($3::pg_catalog.bool[])) "
-				"AS h(household, patron, lead)), "
-				"made AS (INSERT INTO " PG_SCHEMA ".groups (household) "
-				"SELECT DISTINCT household FROM h ORDER BY household RETURNING group_id, household) "
-				"UPDATE " PG_SCHEMA ".accounts a SET group_id = made.group_id, is_lead = h.lead "
-				"FROM h JOIN made ON made.household OPERATOR(pg_catalog.=) h.household "
-				"WHERE a.patron_id OPERATOR(pg_catalog.=) h.patron",
-				3, (Oid[]) {INT8ARRAYOID, INT8ARRAYOID, BOOLARRAYOID}, values, NULL, false, SPI_OK_UPDATE);
-	}
-	PG_FINALLY();
-	{
-		writing_households = false;
-		history_context_clear();
-	}
-	PG_END_TRY();
-}

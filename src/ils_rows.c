@@ -39,17 +39,9 @@
 
 PG_FUNCTION_INFO_V1(pg_ils_rows);
 
-/* What a source is: a mapping view, a transaction table, or the patron table. */
-typedef enum SourceKind
-{
-	SOURCE_MAPPING,				/* the view's own rows */
-	SOURCE_VIA,					/* xact_id, patron_id */
-	SOURCE_PRIMARY_CARD			/* patron_id, primary_card */
-} SourceKind;
-
 /* The attachment whose mapping view, transaction table or patron table is source. */
 static const Attachment *
-source_attachment(Oid source, SourceKind *kind)
+source_attachment(Oid source, IlsSource *kind)
 {
 	const Mapping *m = get_mapping();
 	ListCell   *lc;
@@ -60,11 +52,11 @@ source_attachment(Oid source, SourceKind *kind)
 
 		if (a->dropped)
 			continue;
-		*kind = a->via_relid == source ? SOURCE_VIA : SOURCE_MAPPING;
+		*kind = a->via_relid == source ? ILS_VIA : ILS_MAPPING;
 		if (a->mapping == source || a->via_relid == source)
 			return a;
 		/* the patron table, for the primary card column the card table names */
-		*kind = SOURCE_PRIMARY_CARD;
+		*kind = ILS_PRIMARY_CARD;
 		if (a->relid == source && a->kind == MAP_PATRONS && m->cards && m->cards->primary_card_name)
 			return a;
 	}
@@ -72,46 +64,6 @@ source_attachment(Oid source, SourceKind *kind)
 			(errcode(ERRCODE_UNDEFINED_OBJECT),
 			 errmsg("relation with OID %u is not a source of patron_group", source)));
 	return NULL;				/* keep compiler quiet */
-}
-
-/*
- * "patron_group.ils_rows(<source>, <by_patron>, <by_xact>) AS alias(...)":
- * the rows of a source, for a statement run as the extension owner, with the
- * column list its function scan needs.  by_patron and by_xact are SQL
- * expressions of type bigint[] (or NULL: all).
- */
-char *
-ils_rows_sql(Oid source, const char *alias, const char *by_patron, const char *by_xact)
-{
-	StringInfoData cols;
-	SourceKind	kind;
-
-	(void) source_attachment(source, &kind);
-	initStringInfo(&cols);
-	if (kind == SOURCE_VIA)
-		appendStringInfoString(&cols, "xact_id pg_catalog.int8, patron_id pg_catalog.int8");
-	else if (kind == SOURCE_PRIMARY_CARD)
-		appendStringInfoString(&cols, "patron_id pg_catalog.int8, primary_card pg_catalog.int8");
-	else
-	{
-		Relation	view = relation_open(source, AccessShareLock);
-		TupleDesc	desc = RelationGetDescr(view);
-
-		for (int i = 0; i < desc->natts; i++)
-		{
-			Form_pg_attribute att = TupleDescAttr(desc, i);
-
-			if (att->attisdropped)
-				continue;
-			appendStringInfo(&cols, "%s%s %s", cols.len ? ", " : "", quote_identifier(NameStr(att->attname)),
-							 format_type_extended(att->atttypid, att->atttypmod,
-												  FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY));
-		}
-		relation_close(view, AccessShareLock);
-	}
-	return psprintf(PG_SCHEMA ".ils_rows(%u::pg_catalog.oid, %s, %s) AS %s(%s)",
-					source, by_patron ? by_patron : "NULL::pg_catalog.int8[]",
-					by_xact ? by_xact : "NULL::pg_catalog.int8[]", alias, cols.data);
 }
 
 /*
@@ -124,7 +76,7 @@ pg_ils_rows(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Oid			source;
 	const Attachment *a;
-	SourceKind	kind;
+	IlsSource	kind;
 	StringInfoData sql;
 	const char *patron_col;
 	const char *xact_col;
@@ -147,14 +99,14 @@ pg_ils_rows(PG_FUNCTION_ARGS)
 
 	a = source_attachment(source, &kind);
 	initStringInfo(&sql);
-	if (kind == SOURCE_VIA)
+	if (kind == ILS_VIA)
 	{
 		appendStringInfo(&sql, "SELECT s.%s::pg_catalog.int8, s.%s::pg_catalog.int8 FROM %s s",
 						 a->via_id_column, a->via_patron_column, a->via_relname);
 		patron_col = a->via_patron_column;
 		xact_col = a->via_id_column;
 	}
-	else if (kind == SOURCE_PRIMARY_CARD)
+	else if (kind == ILS_PRIMARY_CARD)
 	{
 		appendStringInfo(&sql, "SELECT s.%s::pg_catalog.int8, s.%s::pg_catalog.int8 FROM %s s",
 						 a->id_column, quote_identifier(get_mapping()->cards->primary_card_name), a->relname);
@@ -177,7 +129,7 @@ pg_ils_rows(PG_FUNCTION_ARGS)
 	want = rsinfo->setDesc;
 	SPI_connect();
 	/* read-only: the calling statement's snapshot, so that it reads one state */
-	ils_exec(kind == SOURCE_VIA ? a->via_relid : a->relid, sql.data, 2, types, values, nulls,
+	ils_exec(kind == ILS_VIA ? a->via_relid : a->relid, sql.data, 2, types, values, nulls,
 			 true, SPI_OK_SELECT);
 	if (SPI_tuptable->tupdesc->natts != want->natts)
 		elog(ERROR, "ils_rows: %d columns asked for, %d read", want->natts, SPI_tuptable->tupdesc->natts);

@@ -197,17 +197,12 @@ pg_set_limits(PG_FUNCTION_ARGS)
 	if (has_group)
 	{
 		/* lock the group so that it cannot disappear under the new row */
-		run_sql("SELECT FROM " PG_SCHEMA ".groups g "
-				"WHERE g.group_id OPERATOR(pg_catalog.=) $1 FOR KEY SHARE",
-				1, types, values, nulls, false, SPI_OK_SELECT);
-		if (SPI_processed == 0)
+		if (!lock_group_key(DatumGetInt64(values[0])))
 			ereport(ERROR,
 					(errcode(ERRCODE_NO_DATA_FOUND),
 					 errmsg("group " INT64_FORMAT " does not exist", PG_GETARG_INT64(0))));
 	}
-	run_sql("SELECT max_balance_owed, max_items_out, max_items_overdue, max_items_lost "
-			"FROM " PG_SCHEMA ".limits l WHERE l.group_id IS NOT DISTINCT FROM $1 FOR UPDATE",
-			1, types, values, nulls, false, SPI_OK_SELECT);
+	lock_limits(values[0], nulls[0] == 'n');
 	if (SPI_processed == 1)
 		before = limits_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	run_sql("INSERT INTO " PG_SCHEMA ".limits AS l (group_id, max_balance_owed, max_items_out, "

@@ -33,9 +33,8 @@
  * changes a household (which then moves the patron) takes them.
  */
 void
-lock_patron_rows(const int64 *patrons, int n)
+lock_patron_rows(const Attachment *a, const int64 *patrons, int n)
 {
-	const Attachment *a = mapping_patrons(true);
 	Oid			types[1] = {INT8ARRAYOID};
 	Datum		values[1];
 
@@ -100,6 +99,85 @@ lock_accounts(const int64 *patrons, int n, int64 *groups)
 		groups[i] = isnull ? 0 : DatumGetInt64(g);
 	}
 	return nlocked;
+}
+
+/*
+ * Lock the accounts of the patrons that transactions name (money attached
+ * "via" a transaction table), then read which patron each transaction
+ * names, after the locks: a transaction that changed patron while we
+ * waited has its new patron's account locked too, and the transactions
+ * are read again.  resolve_sql reads (id, patron) of the ids in $1, as the
+ * transaction table's owner; its last result is left in SPI_tuptable.
+ */
+void
+lock_accounts_of_xacts(Oid xact_relid, const char *resolve_sql, Datum ids)
+{
+	int64	   *locked = NULL;
+	int			nlocked = 0;
+
+	for (;;)
+	{
+		int64	   *missing;
+		int			nmissing = 0;
+
+		CHECK_FOR_INTERRUPTS();
+		ils_exec(xact_relid, resolve_sql, 1, (Oid[]) {INT8ARRAYOID}, &ids, NULL, false, SPI_OK_SELECT);
+		missing = palloc(sizeof(int64) * Max(SPI_processed, 1));
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			bool		isnull;
+			Datum		p = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull);
+			int64		patron = DatumGetInt64(p);
+
+			if (!isnull &&
+				(nlocked == 0 || !bsearch(&patron, locked, nlocked, sizeof(int64), compare_int64)))
+				missing[nmissing++] = patron;
+		}
+		if (nmissing == 0)
+			return;
+		sort_distinct_int64(missing, &nmissing);
+		(void) lock_accounts(missing, nmissing, NULL);
+		locked = locked ? repalloc(locked, sizeof(int64) * (nlocked + nmissing))
+			: palloc(sizeof(int64) * nmissing);
+		memcpy(locked + nlocked, missing, sizeof(int64) * nmissing);
+		nlocked += nmissing;
+		qsort(locked, nlocked, sizeof(int64), compare_int64);
+	}
+}
+
+/*
+ * Keep a group from disappearing (FOR KEY SHARE: its figures may still
+ * change); false when there is no such group.
+ */
+bool
+lock_group_key(int64 group)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(group)};
+
+	run_kept(kept_plan(&plan,
+					   "SELECT FROM " PG_SCHEMA ".groups g "
+					   "WHERE g.group_id OPERATOR(pg_catalog.=) $1 FOR KEY SHARE", 1, types),
+			 values, NULL, false, SPI_OK_SELECT);
+	return SPI_processed > 0;
+}
+
+/*
+ * Lock the limits row of a group (NULL: the defaults), if there is one; it
+ * is left in SPI_tuptable.  The caller holds the group's row lock.
+ */
+void
+lock_limits(Datum group, bool isnull)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8OID};
+
+	run_kept(kept_plan(&plan,
+					   "SELECT max_balance_owed, max_items_out, max_items_overdue, max_items_lost "
+					   "FROM " PG_SCHEMA ".limits l WHERE l.group_id IS NOT DISTINCT FROM $1 FOR UPDATE",
+					   1, types),
+			 &group, isnull ? "n" : NULL, false, SPI_OK_SELECT);
 }
 
 /*

@@ -199,15 +199,19 @@ extern Expr *compile_view_column(const Attachment *a, Oid member, const char *co
 extern bool patrons_deleted_when(const Attachment *a);
 
 /* ---------------------------------------------------------------------------
- * ils_rows.c: the library system's rows for the extension owner's statements
- * ------------------------------------------------------------------------- */
-
-extern char *ils_rows_sql(Oid source, const char *alias, const char *by_patron, const char *by_xact);
-
-/* ---------------------------------------------------------------------------
  * sqlgen.c: every SQL text built from the mapping
  * ------------------------------------------------------------------------- */
 
+/* What patron_group.ils_rows() reads of an attachment (ils_rows.c). */
+typedef enum IlsSource
+{
+	ILS_MAPPING,				/* the mapping view's rows */
+	ILS_VIA,					/* its transaction table: xact_id, patron_id */
+	ILS_PRIMARY_CARD			/* its patron table: patron_id, primary_card */
+} IlsSource;
+
+extern char *ils_rows_sql(const Attachment *a, IlsSource source, const char *alias,
+						  const char *by_patron, const char *by_xact);
 extern char *mapping_view_sql(const MappingSpec *m, const char *relname);
 extern char *display_name_sql(List *name_columns, const char *id_column, const char *alias);
 extern char *expected_totals_sql(List *sources, bool filtered);
@@ -236,20 +240,23 @@ extern char *membership_history_sql(const Mapping *m);
  * locks.c: the lock order
  * ------------------------------------------------------------------------- */
 
-extern void lock_patron_rows(const int64 *patrons, int n);
+extern void lock_patron_rows(const Attachment *patrons_table, const int64 *patrons, int n);
 extern uint64 lock_accounts(const int64 *patrons, int n, int64 *groups);
 extern void lock_groups(const int64 *groups, int n);
 extern void lock_groups_of_accounts(const int64 *patrons, int n);
 extern void lock_everyone(void);
+extern void lock_accounts_of_xacts(Oid xact_relid, const char *resolve_sql, Datum ids);
+extern void lock_limits(Datum group, bool isnull);
+extern bool lock_group_key(int64 group);
 
 /* ---------------------------------------------------------------------------
- * deltas.c: the one writer of account and group totals
+ * deltas.c: a statement's changes of totals, summed in C
  * ------------------------------------------------------------------------- */
 
-/* One patron's (or transaction's) change of totals. */
+/* One patron's, transaction's or group's change of totals. */
 typedef struct PatronDelta
 {
-	int64		patron;			/* hash key */
+	int64		key;			/* the patron, transaction or group id; hash key */
 	int64		count[N_COUNTS];
 	Numeric		amount[N_AMOUNTS];	/* NULL: zero */
 	Size		room[N_AMOUNTS];
@@ -266,26 +273,31 @@ typedef struct DeltaSet
 	struct HTAB *hash;
 } DeltaSet;
 
+extern Numeric zero_amount(void);
 extern void deltas_init(DeltaSet *set, const char *name);
 extern void deltas_free(DeltaSet *set);
-extern PatronDelta *delta_for(DeltaSet *set, int64 patron);
+extern PatronDelta *delta_for(DeltaSet *set, int64 key);
 extern void delta_add_amount(DeltaSet *set, Numeric *sum, Size *room, Datum value, bool negate);
 extern void delta_add(DeltaSet *set, PatronDelta *d, const PatronDelta *from, bool negate);
 extern void delta_add_values(DeltaSet *set, PatronDelta *d, const Datum *values, const bool *isnull,
 							 bool counts_int8, bool negate);
 extern PatronDelta **nonzero_deltas(DeltaSet *set, int *count);
 extern int	compare_deltas(const void *a, const void *b);
-extern void apply_deltas(PatronDelta **deltas, int n);
-
-extern void adjust_group(int64 group_id, int sign, bool lead, const Datum *figures);
-extern void adjust_leads(int64 group_id, int leads);
-extern uint64 write_recount(const char *expected_sql, ArrayType *patron_ids);
 
 /* ---------------------------------------------------------------------------
  * direct.c: the deltas written through the table access method
  * ------------------------------------------------------------------------- */
 
 extern bool direct_apply(PatronDelta **deltas, int n);
+
+/* ---------------------------------------------------------------------------
+ * apply.c: the one writer of account and group totals
+ * ------------------------------------------------------------------------- */
+
+extern void apply_deltas(PatronDelta **deltas, int n);
+extern void adjust_group(int64 group_id, int sign, bool lead, const Datum *figures);
+extern void adjust_leads(int64 group_id, int leads);
+extern uint64 write_recount(const char *expected_sql, ArrayType *patron_ids);
 
 /* ---------------------------------------------------------------------------
  * triggers.c: which triggers each table needs
@@ -304,12 +316,19 @@ extern void recount_before_commit(void);
 extern void recount_reset(void);
 
 /* ---------------------------------------------------------------------------
- * groups.c, accounts.c: groups, and the library system's households
+ * groups.c: the group operations
  * ------------------------------------------------------------------------- */
 
 extern int64 move_patrons(int64 *movers, int n, int64 target, const char *reason);
+extern void set_accounts_group(const int64 *patrons, int n, int64 group);
+
+/* ---------------------------------------------------------------------------
+ * households.c: the library system's households, both ways
+ * ------------------------------------------------------------------------- */
+
 extern void import_households(void);
-extern bool writing_households;
+extern void household_follows(int64 patron, bool grouped, int64 group, bool group_changed, bool lead);
+extern void follow_households(struct TriggerData *td, const Attachment *a);
 
 /* ---------------------------------------------------------------------------
  * identity.c, consent.c, policies.c, guard.c: lead access

@@ -35,6 +35,7 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -403,6 +404,9 @@ warn_exposed(void)
 {
 	OwnerContext oc;
 
+	/* an update's script protects tables before the check exists */
+	if (creating_extension)
+		return;
 	become_extension_owner(&oc);
 	run_sql("SELECT patron_facing_role::pg_catalog.text, kind, object, reads::pg_catalog.text, how, fix "
 			"FROM " PG_SCHEMA ".exposed_to_patron_facing()", 0, NULL, NULL, NULL, false, SPI_OK_SELECT);

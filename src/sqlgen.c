@@ -12,8 +12,10 @@
  */
 #include "postgres.h"
 
+#include "access/relation.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "utils/rel.h"
 
 #include "patron_group.h"
 
@@ -276,6 +278,49 @@ display_name_sql(List *name_columns, const char *id_column, const char *alias)
 }
 
 /*
+ * "patron_group.ils_rows(<source>, <by_patron>, <by_xact>) AS alias(...)":
+ * the rows of an attachment's mapping view (ILS_MAPPING), of its transaction
+ * table (ILS_VIA: xact_id, patron_id) or of its patron table's primary card
+ * column (ILS_PRIMARY_CARD: patron_id, primary_card), read as the table's
+ * owner (ils_rows.c), for a statement run as the extension owner, with the
+ * column list its function scan needs.  by_patron and by_xact are SQL
+ * expressions of type bigint[] (or NULL: all).
+ */
+char *
+ils_rows_sql(const Attachment *a, IlsSource source, const char *alias,
+			 const char *by_patron, const char *by_xact)
+{
+	StringInfoData cols;
+	Oid			relid = source == ILS_VIA ? a->via_relid : source == ILS_MAPPING ? a->mapping : a->relid;
+
+	initStringInfo(&cols);
+	if (source == ILS_VIA)
+		appendStringInfoString(&cols, "xact_id pg_catalog.int8, patron_id pg_catalog.int8");
+	else if (source == ILS_PRIMARY_CARD)
+		appendStringInfoString(&cols, "patron_id pg_catalog.int8, primary_card pg_catalog.int8");
+	else
+	{
+		Relation	view = relation_open(relid, AccessShareLock);
+		TupleDesc	desc = RelationGetDescr(view);
+
+		for (int i = 0; i < desc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+
+			if (att->attisdropped)
+				continue;
+			appendStringInfo(&cols, "%s%s %s", cols.len ? ", " : "", quote_identifier(NameStr(att->attname)),
+							 format_type_extended(att->atttypid, att->atttypmod,
+												  FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY));
+		}
+		relation_close(view, AccessShareLock);
+	}
+	return psprintf(PG_SCHEMA ".ils_rows(%u::pg_catalog.oid, %s, %s) AS %s(%s)",
+					relid, by_patron ? by_patron : "NULL::pg_catalog.int8[]",
+					by_xact ? by_xact : "NULL::pg_catalog.int8[]", alias, cols.data);
+}
+
+/*
  * SQL: each row of an attached table as its mapping view gives it, with the
  * patron it counts for:
  *
@@ -294,13 +339,13 @@ source_rows_sql(const Attachment *s, bool filtered)
 
 	if (s->via_relid == InvalidOid)
 		return psprintf("SELECT m.patron_id::pg_catalog.int8 AS p, %s FROM %s",
-						figures_of("m"), ils_rows_sql(s->mapping, "m", filter, NULL));
+						figures_of("m"), ils_rows_sql(s, ILS_MAPPING, "m", filter, NULL));
 	/* the money of the transactions the patrons have, not all money */
 	return psprintf("SELECT v.patron_id AS p, %s FROM %s JOIN %s ON m.xact_id OPERATOR(pg_catalog.=) v.xact_id",
-					figures_of("m"), ils_rows_sql(s->via_relid, "v", filter, NULL),
-					ils_rows_sql(s->mapping, "m", NULL,
+					figures_of("m"), ils_rows_sql(s, ILS_VIA, "v", filter, NULL),
+					ils_rows_sql(s, ILS_MAPPING, "m", NULL,
 								 filtered ? psprintf("(SELECT pg_catalog.array_agg(t.xact_id) FROM %s)",
-													 ils_rows_sql(s->via_relid, "t", filter, NULL)) : NULL));
+													 ils_rows_sql(s, ILS_VIA, "t", filter, NULL)) : NULL));
 }
 
 /*
@@ -356,7 +401,7 @@ overdue_sql(List *sources, const char *patron_expr, bool as_owner)
 						 "AND NOT overdue_loan.is_claims_returned AND NOT overdue_loan.is_long_overdue "
 						 "AND overdue_loan.due OPERATOR(pg_catalog.<) pg_catalog.now())",
 						 sql.len ? " OPERATOR(pg_catalog.+) " : "",
-						 as_owner ? ils_rows_sql(s->mapping, "overdue_loan",
+						 as_owner ? ils_rows_sql(s, ILS_MAPPING, "overdue_loan",
 												 psprintf("ARRAY[%s]::pg_catalog.int8[]", patron_expr), NULL)
 						 : psprintf("%s overdue_loan", s->mapping_name),
 						 patron_expr);
@@ -386,7 +431,7 @@ barcode_sql(const Mapping *m, const char *alias, bool as_owner)
 		return psprintf("%s.barcode::pg_catalog.text", alias);
 	if (m->cards)
 		cards = as_owner ?
-			ils_rows_sql(m->cards->mapping, "c", psprintf("ARRAY[%s.patron_id]::pg_catalog.int8[]", alias), NULL) :
+			ils_rows_sql(m->cards, ILS_MAPPING, "c", psprintf("ARRAY[%s.patron_id]::pg_catalog.int8[]", alias), NULL) :
 			psprintf("%s c", m->cards->mapping_name);
 	if (m->cards && m->cards->primary_card_name)
 		return psprintf("COALESCE((SELECT c.barcode::pg_catalog.text FROM %s JOIN %s "
@@ -396,7 +441,7 @@ barcode_sql(const Mapping *m, const char *alias, bool as_owner)
 						"WHERE c.patron_id OPERATOR(pg_catalog.=) %s.patron_id AND c.is_active))",
 						cards,
 						as_owner ?
-						ils_rows_sql(m->patrons->relid, "pt", psprintf("ARRAY[%s.patron_id]::pg_catalog.int8[]", alias), NULL) :
+						ils_rows_sql(m->patrons, ILS_PRIMARY_CARD, "pt", psprintf("ARRAY[%s.patron_id]::pg_catalog.int8[]", alias), NULL) :
 						psprintf("(SELECT p.%s::pg_catalog.int8 AS patron_id, p.%s::pg_catalog.int8 AS primary_card "
 								 "FROM %s p) pt", m->patrons->id_column,
 								 quote_identifier(m->cards->primary_card_name), m->patrons->relname),
@@ -467,7 +512,7 @@ money_of_xacts_sql(List *sources)
 	foreach(lc, sources)
 		appendStringInfo(&rows, "%sSELECT m.xact_id::pg_catalog.int8 AS x, %s FROM %s",
 						 rows.len ? " UNION ALL " : "", figures_of("m"),
-						 ils_rows_sql(((Attachment *) lfirst(lc))->mapping, "m", NULL, "$1"));
+						 ils_rows_sql((Attachment *) lfirst(lc), ILS_MAPPING, "m", NULL, "$1"));
 	return psprintf("SELECT d.x, %s FROM (%s) d GROUP BY d.x", figure_sums("d"), rows.data);
 }
 
@@ -562,15 +607,15 @@ payment_lines_sql(List *sources)
 							 "SELECT %u::pg_catalog.oid AS tt, t.xact_id AS xact, t.patron_id AS patron, "
 							 "m.balance_owed AS amt "
 							 "FROM %s JOIN %s ON t.xact_id OPERATOR(pg_catalog.=) m.xact_id",
-							 s->via_relid, ils_rows_sql(s->via_relid, "t", "$1", NULL),
-							 ils_rows_sql(s->mapping, "m", NULL,
+							 s->via_relid, ils_rows_sql(s, ILS_VIA, "t", "$1", NULL),
+							 ils_rows_sql(s, ILS_MAPPING, "m", NULL,
 										  psprintf("(SELECT pg_catalog.array_agg(t2.xact_id) FROM %s)",
-												   ils_rows_sql(s->via_relid, "t2", "$1", NULL))));
+												   ils_rows_sql(s, ILS_VIA, "t2", "$1", NULL))));
 		else
 			appendStringInfo(&lines,
 							 "SELECT NULL::pg_catalog.oid, NULL::pg_catalog.int8, "
 							 "m.patron_id::pg_catalog.int8, m.balance_owed FROM %s",
-							 ils_rows_sql(s->mapping, "m", "$1", NULL));
+							 ils_rows_sql(s, ILS_MAPPING, "m", "$1", NULL));
 	}
 	if (lines.len == 0)
 		appendStringInfoString(&lines, "SELECT NULL::pg_catalog.oid, NULL::pg_catalog.int8, "
@@ -655,7 +700,7 @@ group_members_sql(const Mapping *m, bool as_owner)
 				   barcode_sql(m, "p", as_owner), "p.display_name",
 				   see_circ, see_circ, overdue_sql(m->totals, "a.patron_id", as_owner),
 				   see_circ, see_circ, see_circ, see_bills,
-				   as_owner ? ils_rows_sql(m->patrons->mapping, "p",
+				   as_owner ? ils_rows_sql(m->patrons, ILS_MAPPING, "p",
 										   "(SELECT pg_catalog.array_agg(x.patron_id) FROM " PG_SCHEMA ".accounts x "
 										   "WHERE x.patron_id OPERATOR(pg_catalog.=) $1 "
 										   "OR x.group_id OPERATOR(pg_catalog.=) (SELECT y.group_id FROM "
@@ -680,7 +725,7 @@ patron_details_sql(const Mapping *m, bool as_owner)
 					"(SELECT %s AS b, p.display_name AS n FROM %s "
 					"WHERE p.patron_id OPERATOR(pg_catalog.=) $1) x ON true",
 					overdue_sql(m->totals, "$1", as_owner), barcode_sql(m, "p", as_owner),
-					as_owner ? ils_rows_sql(m->patrons->mapping, "p", "ARRAY[$1]::pg_catalog.int8[]", NULL)
+					as_owner ? ils_rows_sql(m->patrons, ILS_MAPPING, "p", "ARRAY[$1]::pg_catalog.int8[]", NULL)
 					: psprintf("%s p", m->patrons->mapping_name));
 }
 
@@ -696,7 +741,7 @@ find_patron_sql(const Mapping *m, bool as_owner)
 					"LEFT JOIN " PG_SCHEMA ".groups g ON g.group_id OPERATOR(pg_catalog.=) a.group_id "
 					"WHERE p.patron_id OPERATOR(pg_catalog.=) $1",
 					barcode_sql(m, "p", as_owner),
-					as_owner ? ils_rows_sql(m->patrons->mapping, "p", "ARRAY[$1]::pg_catalog.int8[]", NULL)
+					as_owner ? ils_rows_sql(m->patrons, ILS_MAPPING, "p", "ARRAY[$1]::pg_catalog.int8[]", NULL)
 					: psprintf("%s p", m->patrons->mapping_name));
 }
 

@@ -269,48 +269,18 @@ apply_via_deltas(TotalsPlans *plans, PatronDelta **xacts, int n, DeltaSet *set)
 	int64	   *ids = palloc(sizeof(int64) * n);
 	int			nids = n;
 	Datum		idarray;
-	int64	   *locked = NULL;
-	int			nlocked = 0;
 	DeltaSet	byp;
 	PatronDelta **deltas;
 	int			np;
 
 	for (int i = 0; i < n; i++)
-		ids[i] = xacts[i]->patron;
+		ids[i] = xacts[i]->key;
 	sort_distinct_int64(ids, &nids);
 	idarray = int8_array(ids, nids);
 	memset(&byp, 0, sizeof(byp));
 	byp.cxt = set->cxt;
 
-	for (;;)
-	{
-		int64	   *missing;
-		int			nmissing = 0;
-
-		CHECK_FOR_INTERRUPTS();
-		ils_exec(plans->via_relid, plans->resolve_sql, 1, (Oid[]) {INT8ARRAYOID},
-				 &idarray, NULL, false, SPI_OK_SELECT);
-		missing = palloc(sizeof(int64) * Max(SPI_processed, 1));
-		for (uint64 r = 0; r < SPI_processed; r++)
-		{
-			bool		isnull;
-			Datum		p = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull);
-			int64		patron = DatumGetInt64(p);
-
-			if (!isnull &&
-				(nlocked == 0 || !bsearch(&patron, locked, nlocked, sizeof(int64), compare_int64)))
-				missing[nmissing++] = patron;
-		}
-		if (nmissing == 0)
-			break;
-		sort_distinct_int64(missing, &nmissing);
-		(void) lock_accounts(missing, nmissing, NULL);
-		locked = locked ? repalloc(locked, sizeof(int64) * (nlocked + nmissing))
-			: palloc(sizeof(int64) * nmissing);
-		memcpy(locked + nlocked, missing, sizeof(int64) * nmissing);
-		nlocked += nmissing;
-		qsort(locked, nlocked, sizeof(int64), compare_int64);
-	}
+	lock_accounts_of_xacts(plans->via_relid, plans->resolve_sql, idarray);
 
 	/* every patron is locked and the transactions were read after that: sum by patron */
 	for (uint64 r = 0; r < SPI_processed; r++)
@@ -326,7 +296,7 @@ apply_via_deltas(TotalsPlans *plans, PatronDelta **xacts, int n, DeltaSet *set)
 
 		if (isnull)
 			continue;
-		key.patron = xact;
+		key.key = xact;
 		found = bsearch(&keyp, xacts, n, sizeof(PatronDelta *), compare_deltas);
 		if (found == NULL)
 			continue;

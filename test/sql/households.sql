@@ -60,6 +60,12 @@ SELECT try($$SELECT patron_group.attach_patrons('eg.usr', group_column => 'usrgr
 CREATE TABLE eg.strict (id integer PRIMARY KEY, household integer NOT NULL);
 SELECT try($$SELECT patron_group.attach_patrons('eg.strict', group_column => 'household')$$);
 
+-- an attach that fails while it imports the households changes nothing, and
+-- the session goes on writing households back (the moves below)
+SELECT try($$SELECT patron_group.attach_patrons('eg.usr', deleted_when => '1 / (id - 3) = 0',
+         group_column => 'usrgroup', lead_column => 'master_account')$$);
+SELECT count(*) AS attached FROM patron_group.attachments;
+
 -- attaching imports the households of two patrons or more (deleted ones aside)
 SELECT patron_group.attach_patrons('eg.usr', name_columns => '{family_name}', deleted_when => 'deleted',
          group_column => 'usrgroup', lead_column => 'master_account',

@@ -149,7 +149,8 @@ SELECT patron_group.clear_limits(NULL);
 SELECT patron_group.clear_limits(NULL);       -- nothing to remove, nothing recorded
 RESET ROLE;
 RESET patron_group.application_user;
-SELECT db_role, app_user, action, patron_id, to_group, detail
+SELECT CASE WHEN db_role = current_user THEN '(the DBA)' ELSE db_role END AS db_role,
+       app_user, action, patron_id, to_group, detail
     FROM patron_group.history WHERE action LIKE 'limits%' ORDER BY event_id;
 SELECT patron_group.revoke_supervisor('regress_lim_supervisor');
 SELECT has_function_privilege('regress_lim_supervisor', 'patron_group.set_limits(bigint,numeric,bigint,bigint,bigint)', 'EXECUTE') AS still_supervisor;

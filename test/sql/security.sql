@@ -283,6 +283,10 @@ CREATE MATERIALIZED VIEW lib.bill_totals AS SELECT x.patron, sum(b.amount) AS to
 CREATE FUNCTION lib.bills_of(bigint) RETURNS SETOF numeric LANGUAGE sql SECURITY DEFINER
     SET search_path = pg_catalog AS $$ SELECT amount FROM lib.bill b JOIN lib.xact x ON x.id = b.xact WHERE x.patron = $1 $$;
 CREATE FUNCTION lib.harmless() RETURNS int LANGUAGE sql SECURITY DEFINER AS $$ SELECT 1 $$;
+ALTER VIEW lib.open_loans OWNER TO regress_desk;
+ALTER VIEW lib.loan_titles OWNER TO regress_desk;
+ALTER MATERIALIZED VIEW lib.bill_totals OWNER TO regress_desk;
+ALTER FUNCTION lib.bills_of(bigint) OWNER TO regress_desk;
 GRANT SELECT ON lib.open_loans, lib.open_loans_safe, lib.loan_titles, lib.bill_totals TO regress_opac;
 SELECT patron_group.register_patron_facing('regress_opac');
 SELECT check_name, severity, subject, detail, fix FROM patron_group.health()

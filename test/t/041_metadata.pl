@@ -158,4 +158,65 @@ ok(!(grep { $changelog_versions{$_} > 1 } keys %changelog_versions),
 my ($debian) = slurp('debian/changelog') =~ /^patron-group \(([^)]+)\)/;
 is($debian, $version, "debian/changelog: the newest entry is $version");
 
+# The installed library exports only what PostgreSQL calls: the module magic,
+# _PG_init, and each SQL-callable function with its info function (libraries
+# are loaded with RTLD_GLOBAL, so anything more could clash with another's).
+my $pg_config = $ENV{PG_CONFIG} // 'pg_config';
+chomp(my $libdir = `$pg_config --pkglibdir`);
+my $library = "$libdir/patron_group.so";
+ok(-f $library, "the installed library is $library");
+my @symbols = map { (split ' ')[-1] } grep { /\s[A-Za-z]\s/ } split /\n/, `nm -D --defined-only $library`;
+my %symbol = map { $_ => 1 } @symbols;
+my @callable = grep { /^pg_/ && !/^pg_finfo_/ } @symbols;
+ok(scalar(@callable) > 40, 'the library exports the SQL-callable functions (' . scalar(@callable) . ')');
+my @stray = grep {
+	my $s = $_;
+	!($s eq '_PG_init' || $s eq 'Pg_magic_func'
+		|| ($s =~ /^pg_finfo_(.+)$/ && $symbol{$1})
+		|| ($s =~ /^pg_/ && $s !~ /^pg_finfo_/ && $symbol{"pg_finfo_$s"}))
+} @symbols;
+is(scalar(@stray), 0, 'the library exports nothing PostgreSQL does not call')
+  or diag('exported: ' . join(' ', @stray));
+
+# src/README.md's layers, checked against the object files' symbol tables:
+# every call from one file to another goes to a row below the caller's.
+my ($diagram) = slurp('src/README.md') =~ /```\n(.*?)```/s;
+my (%row, $rows);
+foreach my $line (split /\n/, $diagram // '')
+{
+	my @files = substr($line, 0, 61) =~ /\b([a-z_]+)\.c\b/g;
+	next unless @files;
+	$rows++;
+	$row{$_} = $rows foreach @files;    # rows count from the top
+}
+my @objects = glob("$top/src/*.o");
+ok(scalar(@objects) > 20, 'the object files are there to check the layers against ('
+	  . scalar(@objects) . ')');
+my (%defined, %undefined);
+foreach my $o (@objects)
+{
+	my ($file) = $o =~ m{/([a-z_]+)\.o$};
+	foreach (split /\n/, `nm $o`)
+	{
+		my @f = split ' ';
+		$defined{ $f[2] } = $file if @f == 3 && $f[1] =~ /^[TDBR]$/;
+		push @{ $undefined{$file} }, $f[1] if @f == 2 && $f[0] eq 'U';
+	}
+}
+my @unplaced = grep { !$row{$_} } map { m{/([a-z_]+)\.o$} } @objects;
+is(scalar(@unplaced), 0, 'src/README.md places every C file in a layer')
+  or diag('not in the diagram: ' . join(' ', @unplaced));
+my @upward;
+foreach my $file (sort keys %undefined)
+{
+	foreach my $symbol (@{ $undefined{$file} })
+	{
+		my $callee = $defined{$symbol};
+		next if !defined $callee || $callee eq $file || !$row{$file} || !$row{$callee};
+		push @upward, "$file.c -> $callee.c ($symbol)" if $row{$callee} <= $row{$file};
+	}
+}
+is(scalar(@upward), 0, 'every call between C files points down src/README.md\'s layers')
+  or diag(join("\n", @upward));
+
 done_testing();
