@@ -18,7 +18,15 @@ OBJS = src/patron_group.o src/history.o src/sqlgen.o src/locks.o src/mapping.o \
        src/identity.o src/consent.o src/policies.o src/guard.o \
        src/triggers.o src/limits.o src/payments.o src/attach.o \
        src/reporting.o src/views.o src/barcode_core.o src/barcode.o src/init.o
-DATA = $(wildcard sql/$(EXTENSION)--*.sql)
+# The install scripts: 1.0's as released (where the update paths start), the
+# update scripts, and the current version's, built from sql/patron_group.sql
+# (the whole definition of the current version) for its default_version.
+EXTVERSION = $(shell grep default_version $(EXTENSION).control | sed -e "s/default_version[[:space:]]*=[[:space:]]*'\([^']*\)'/\1/")
+DATA = sql/$(EXTENSION)--1.0.sql $(wildcard sql/$(EXTENSION)--*--*.sql) \
+       sql/$(EXTENSION)--$(EXTVERSION).sql
+# (before the include: pgxs.mk reads EXTRA_CLEAN as it is included)
+EXTRA_CLEAN = results output_iso tmp_check regression.diffs regression.out log \
+              sql/$(EXTENSION)--$(EXTVERSION).sql
 
 REGRESS = setup attach barcode groups clone errors privileges totals totals_koha security \
           reporting hostile limits alter trees states households reporting_plans direct
@@ -42,7 +50,10 @@ include $(PGXS)
 # the C core of the barcode normalizer includes ICU headers only
 override CPPFLAGS += $(ICU_CFLAGS)
 
-EXTRA_CLEAN = results output_iso tmp_check regression.diffs regression.out log
+all: sql/$(EXTENSION)--$(EXTVERSION).sql
+
+sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql $(EXTENSION).control
+	cp $< $@
 
 .PHONY: demo test bench soak fuzz valgrind deb
 demo:

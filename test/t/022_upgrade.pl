@@ -60,6 +60,13 @@ SELECT string_agg(source || '>' || target || ' ' || path, ',' ORDER BY source, t
 	'the update paths');
 load_library($fresh, 'fresh');
 $fresh->safe_psql('fresh', 'CREATE EXTENSION patron_group');
+# a fresh install runs the current version's own script (built from
+# sql/patron_group.sql), not 1.0's and the updates: the update to 1.1 drops
+# a column of attachments, which a fresh install never had
+is( $fresh->safe_psql(
+		'fresh', q{SELECT count(*) FROM pg_attribute
+		            WHERE attrelid = 'patron_group.attachments'::regclass AND attisdropped}),
+	'0', "a fresh install runs the install script of $current");
 attach_library($fresh, 'fresh');
 run_scenario($fresh, 'fresh', changes_only => 1);
 $fresh->safe_psql('fresh', q{SELECT patron_group.grant_staff('staff')});

@@ -273,10 +273,16 @@ SELECT string_agg(concat_ws(' ', event_id, db_role, app_user, action, patron_id,
 	return $stderr eq '' ? $stdout : "$stdout\n$stderr";
 }
 
-# The extension's objects as the catalogs describe them: functions with
-# their signatures and properties, views with their columns and
-# definitions, tables with columns, defaults and constraints, indexes,
-# triggers, comments, privileges, and the extension's membership list.
+# The extension's objects as the catalogs describe them: the extension
+# itself; functions with their signatures, properties and definitions;
+# relations with their options, replica identity and row-level security;
+# columns with types, defaults, identity and column privileges; sequences;
+# constraints, indexes, views, rules, triggers (and whether enabled),
+# policies and event triggers; comments on all of them; privileges and the
+# initial privileges pg_dump relies on; the tables and sequences pg_dump
+# writes with the extension (extconfig) with their conditions
+# (extcondition); and the extension's membership list.  Privileges are
+# compared as sets (an aclitem[]'s order means nothing).
 sub extension_catalog
 {
 	my ($node, $db) = @_;
@@ -284,64 +290,119 @@ sub extension_catalog
 		$db, q{
 WITH ext AS (SELECT oid FROM pg_extension WHERE extname = 'patron_group'),
 members AS (
-    SELECT pg_describe_object(classid, objid, objsubid) AS object
+    SELECT classid, objid, objsubid, pg_describe_object(classid, objid, objsubid) AS object
       FROM pg_depend WHERE refclassid = 'pg_extension'::regclass
        AND refobjid = (SELECT oid FROM ext) AND deptype = 'e'
-)
+),
+rels AS (SELECT oid FROM pg_class WHERE relnamespace = 'patron_group'::regnamespace)
 SELECT 'member ' || object FROM members
 UNION ALL
-SELECT format('function %s returns %s %s volatile=%s parallel=%s strict=%s secdef=%s config=%s acl=%s comment=%s body=%s',
+SELECT format('extension %s version=%s schema=%s relocatable=%s owner=%s',
+              e.extname, e.extversion, e.extnamespace::regnamespace, e.extrelocatable,
+              pg_get_userbyid(e.extowner))
+  FROM pg_extension e WHERE e.oid = (SELECT oid FROM ext)
+UNION ALL
+SELECT format('function %s returns %s %s kind=%s language=%s volatile=%s parallel=%s strict=%s secdef=%s leakproof=%s cost=%s rows=%s config=%s owner=%s acl=%s comment=%s body=%s definition=%s',
               p.oid::regprocedure, pg_get_function_result(p.oid),
-              pg_get_function_arguments(p.oid), p.provolatile, p.proparallel,
-              p.proisstrict, p.prosecdef, p.proconfig,
+              pg_get_function_arguments(p.oid), p.prokind, l.lanname, p.provolatile, p.proparallel,
+              p.proisstrict, p.prosecdef, p.proleakproof, p.procost, p.prorows, p.proconfig,
+              pg_get_userbyid(p.proowner),
               (SELECT array_agg(x::text ORDER BY x::text) FROM unnest(p.proacl) x),
-              obj_description(p.oid, 'pg_proc'), md5(p.prosrc || coalesce(p.probin, '')))
-  FROM pg_proc p WHERE p.pronamespace = 'patron_group'::regnamespace
+              obj_description(p.oid, 'pg_proc'), md5(p.prosrc || coalesce(p.probin, '')),
+              md5(pg_get_functiondef(p.oid)))
+  FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+ WHERE p.pronamespace = 'patron_group'::regnamespace
 UNION ALL
-SELECT format('relation %s kind=%s options=%s acl=%s comment=%s', c.relname, c.relkind,
-              c.reloptions, (SELECT array_agg(x::text ORDER BY x::text) FROM unnest(c.relacl) x),
+SELECT format('relation %s kind=%s persistence=%s options=%s replica-identity=%s row-security=%s force-row-security=%s owner=%s acl=%s comment=%s',
+              c.relname, c.relkind, c.relpersistence, c.reloptions, c.relreplident,
+              c.relrowsecurity, c.relforcerowsecurity, pg_get_userbyid(c.relowner),
+              (SELECT array_agg(x::text ORDER BY x::text) FROM unnest(c.relacl) x),
               obj_description(c.oid, 'pg_class'))
-  FROM pg_class c WHERE c.relnamespace = 'patron_group'::regnamespace
+  FROM pg_class c WHERE c.oid IN (SELECT oid FROM rels)
 UNION ALL
-SELECT format('column %s.%s %s notnull=%s default=%s identity=%s attnum-rank=%s comment=%s',
-              c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-              pg_get_expr(d.adbin, d.adrelid), a.attidentity,
+SELECT format('column %s.%s %s collation=%s notnull=%s default=%s identity=%s generated=%s attnum-rank=%s acl=%s comment=%s',
+              c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attcollation::regcollation,
+              a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated,
               rank() OVER (PARTITION BY c.oid ORDER BY a.attnum),
+              (SELECT array_agg(x::text ORDER BY x::text) FROM unnest(a.attacl) x),
               col_description(c.oid, a.attnum))
   FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
   LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
- WHERE c.relnamespace = 'patron_group'::regnamespace
+ WHERE c.oid IN (SELECT oid FROM rels)
+UNION ALL
+SELECT format('sequence %s type=%s start=%s increment=%s min=%s max=%s cache=%s cycle=%s owned-by=%s',
+              s.seqrelid::regclass, format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement,
+              s.seqmin, s.seqmax, s.seqcache, s.seqcycle,
+              (SELECT string_agg(format('%s.%s (%s)', d.refobjid::regclass, a.attname, d.deptype), ', ')
+                 FROM pg_depend d JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+                WHERE d.classid = 'pg_class'::regclass AND d.objid = s.seqrelid
+                  AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0))
+  FROM pg_sequence s WHERE s.seqrelid IN (SELECT oid FROM rels)
 UNION ALL
 SELECT format('constraint %s.%s %s', c.conrelid::regclass, c.conname, pg_get_constraintdef(c.oid))
   FROM pg_constraint c WHERE c.connamespace = 'patron_group'::regnamespace
 UNION ALL
 SELECT format('index %s', pg_get_indexdef(i.indexrelid))
-  FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
- WHERE c.relnamespace = 'patron_group'::regnamespace
+  FROM pg_index i WHERE i.indrelid IN (SELECT oid FROM rels)
 UNION ALL
 SELECT format('view %s %s', c.relname, pg_get_viewdef(c.oid))
-  FROM pg_class c WHERE c.relnamespace = 'patron_group'::regnamespace AND c.relkind = 'v'
+  FROM pg_class c WHERE c.oid IN (SELECT oid FROM rels) AND c.relkind = 'v'
 UNION ALL
-SELECT format('trigger %s', pg_get_triggerdef(t.oid))
-  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
- WHERE c.relnamespace = 'patron_group'::regnamespace AND NOT t.tgisinternal
+SELECT format('rule %s', pg_get_ruledef(r.oid))
+  FROM pg_rewrite r WHERE r.ev_class IN (SELECT oid FROM rels) AND r.rulename <> '_RETURN'
 UNION ALL
-SELECT format('event trigger %s %s %s %s', evtname, evtevent, evtfoid::regproc, evttags)
+SELECT format('trigger %s enabled=%s', pg_get_triggerdef(t.oid), t.tgenabled)
+  FROM pg_trigger t WHERE t.tgrelid IN (SELECT oid FROM rels) AND NOT t.tgisinternal
+UNION ALL
+SELECT format('policy %s on %s %s', p.polname, p.polrelid::regclass,
+              (SELECT row_to_json(x) FROM (SELECT cmd, permissive, roles, qual, with_check
+                                              FROM pg_policies
+                                             WHERE schemaname = 'patron_group'
+                                               AND tablename = c.relname AND policyname = p.polname) x))
+  FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid WHERE p.polrelid IN (SELECT oid FROM rels)
+UNION ALL
+SELECT format('event trigger %s %s %s %s enabled=%s owner=%s', evtname, evtevent, evtfoid::regproc, evttags,
+              evtenabled, pg_get_userbyid(evtowner))
   FROM pg_event_trigger
 UNION ALL
-SELECT format('config dump %s', unnest(extconfig)::regclass)
-  FROM pg_extension WHERE extname = 'patron_group'
+SELECT format('config dump %s condition=%L', x.config::regclass, x.condition)
+  FROM pg_extension e, unnest(e.extconfig, e.extcondition) AS x(config, condition)
+ WHERE e.oid = (SELECT oid FROM ext)
 UNION ALL
-SELECT format('schema acl %s', (SELECT array_agg(x::text ORDER BY x::text) FROM unnest(nspacl) x))
+SELECT format('schema owner=%s acl=%s', pg_get_userbyid(nspowner),
+              (SELECT array_agg(x::text ORDER BY x::text) FROM unnest(nspacl) x))
   FROM pg_namespace WHERE nspname = 'patron_group'
 UNION ALL
-SELECT format('initial privileges %s %s', pg_describe_object(classoid, objoid, objsubid),
+SELECT format('default privileges %s %s', d.defaclobjtype,
+              (SELECT array_agg(x::text ORDER BY x::text) FROM unnest(d.defaclacl) x))
+  FROM pg_default_acl d WHERE d.defaclnamespace = 'patron_group'::regnamespace
+UNION ALL
+-- comments on what the lines above do not show with their object
+SELECT format('comment on %s: %s', pg_describe_object(d.classoid, d.objoid, d.objsubid), d.description)
+  FROM pg_description d
+ WHERE d.classoid NOT IN ('pg_proc'::regclass, 'pg_class'::regclass)
+   AND (EXISTS (SELECT FROM members m WHERE m.classid = d.classoid AND m.objid = d.objoid)
+        OR d.classoid = 'pg_extension'::regclass AND d.objoid = (SELECT oid FROM ext)
+        OR d.classoid = 'pg_namespace'::regclass AND d.objoid = 'patron_group'::regnamespace
+        OR d.classoid = 'pg_constraint'::regclass
+           AND d.objoid IN (SELECT oid FROM pg_constraint WHERE connamespace = 'patron_group'::regnamespace)
+        OR d.classoid = 'pg_trigger'::regclass
+           AND d.objoid IN (SELECT oid FROM pg_trigger WHERE tgrelid IN (SELECT oid FROM rels))
+        OR d.classoid = 'pg_policy'::regclass
+           AND d.objoid IN (SELECT oid FROM pg_policy WHERE polrelid IN (SELECT oid FROM rels))
+        OR d.classoid = 'pg_event_trigger'::regclass
+        OR d.classoid = 'pg_type'::regclass
+           AND d.objoid IN (SELECT oid FROM pg_type WHERE typnamespace = 'patron_group'::regnamespace))
+UNION ALL
+SELECT format('initial privileges %s %s %s', pg_describe_object(classoid, objoid, objsubid), privtype,
               (SELECT array_agg(x::text ORDER BY x::text) FROM unnest(initprivs) x))
-  FROM pg_init_privs
- WHERE (classoid = 'pg_proc'::regclass
+  FROM pg_init_privs ip
+ WHERE EXISTS (SELECT FROM members m WHERE m.classid = ip.classoid AND m.objid = ip.objoid)
+    OR (classoid = 'pg_proc'::regclass
         AND objoid IN (SELECT oid FROM pg_proc WHERE pronamespace = 'patron_group'::regnamespace))
-    OR (classoid = 'pg_class'::regclass
-        AND objoid IN (SELECT oid FROM pg_class WHERE relnamespace = 'patron_group'::regnamespace))
+    OR (classoid = 'pg_class'::regclass AND objoid IN (SELECT oid FROM rels))
+    OR (classoid = 'pg_type'::regclass
+        AND objoid IN (SELECT oid FROM pg_type WHERE typnamespace = 'patron_group'::regnamespace))
     OR (classoid = 'pg_namespace'::regclass AND objoid = 'patron_group'::regnamespace)
 ORDER BY 1
 });
