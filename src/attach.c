@@ -464,9 +464,6 @@ set_value(RowValues *r, const char *column, Oid type, Datum value, bool isnull)
 	r->nulls[r->n++] = isnull ? 'n' : ' ';
 }
 
-/* The loan states that may count as out besides out itself. */
-static const char *const loan_states[] = {"lost", "claims_returned", "long_overdue"};
-
 /* A List of state names as a text[] Datum. */
 static Datum
 states_array(List *states)
@@ -495,7 +492,7 @@ out_includes_arg(FunctionCallInfo fcinfo, int argno)
 		char	   *state = nulls[i] ? NULL : TextDatumGetCString(elems[i]);
 		bool		known = false;
 
-		for (size_t k = 0; k < lengthof(loan_states) && state; k++)
+		for (int k = 0; k < N_LOAN_STATES && state; k++)
 			known |= strcmp(state, loan_states[k]) == 0;
 		if (!known)
 			ereport(ERROR,

@@ -213,7 +213,9 @@ read_mapping(void)
 		a->out_includes = row_names(r, 18);
 		(void) SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 18, &isnull);
 		if (isnull)				/* NULL: every state counts as out, as before 1.2 */
-			a->out_includes = list_make3("lost", "claims_returned", "long_overdue");
+			a->out_includes = list_make3((char *) loan_states[LOAN_LOST],
+										 (char *) loan_states[LOAN_CLAIMS_RETURNED],
+										 (char *) loan_states[LOAN_LONG_OVERDUE]);
 		a->group_name = row_text(r, 19);
 		a->lead_name = row_text(r, 20);
 		a->card_id_name = row_text(r, 21);

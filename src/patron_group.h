@@ -164,7 +164,17 @@ typedef struct MappingSpec
  * views' columns: counts of loans (bigint in the accounts, integer per row),
  * then amounts (numeric).
  */
-#define N_COUNTS 4				/* items_out, items_lost, items_claims_returned, items_long_overdue */
+/* The states of an open loan counted apart from out (sqlgen.c names them). */
+typedef enum LoanState
+{
+	LOAN_LOST,
+	LOAN_CLAIMS_RETURNED,
+	LOAN_LONG_OVERDUE,
+	N_LOAN_STATES
+} LoanState;
+extern const char *const loan_states[N_LOAN_STATES];
+
+#define N_COUNTS (1 + N_LOAN_STATES)	/* items_out, then items_<state> of each state */
 #define N_AMOUNTS 3				/* amount_billed, amount_paid, balance_owed */
 #define N_FIGURES (N_COUNTS + N_AMOUNTS)
 #define FIGURE_OUT 0

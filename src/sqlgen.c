@@ -26,6 +26,9 @@ condition_or(const char *condition, const char *dflt)
 	return condition ? psprintf("COALESCE((%s), false)", condition) : dflt;
 }
 
+/* The states of an open loan counted apart, as attach's out_includes names them. */
+const char *const loan_states[N_LOAN_STATES] = {"lost", "claims_returned", "long_overdue"};
+
 /* The figures kept per account and group, in the order of the mapping views' columns. */
 const char *const figure_names[N_FIGURES] = {
 	"items_out", "items_lost", "items_claims_returned", "items_long_overdue",
@@ -124,11 +127,11 @@ mapping_view_sql(const MappingSpec *m, const char *rel)
 				/* items out: every open loan, but for the states not counted as out */
 				initStringInfo(&out);
 				appendStringInfoString(&out, open);
-				if (!includes(m->out_includes, "lost"))
+				if (!includes(m->out_includes, loan_states[LOAN_LOST]))
 					appendStringInfo(&out, " AND NOT %s", lost);
-				if (!includes(m->out_includes, "claims_returned"))
+				if (!includes(m->out_includes, loan_states[LOAN_CLAIMS_RETURNED]))
 					appendStringInfo(&out, " AND NOT (%s)", in_claims);
-				if (!includes(m->out_includes, "long_overdue"))
+				if (!includes(m->out_includes, loan_states[LOAN_LONG_OVERDUE]))
 					appendStringInfo(&out, " AND NOT (%s)", in_long);
 				appendStringInfo(&sql,
 								 "SELECT r.%s AS patron_id, r.%s AS due, %s AS is_open, %s AS is_lost, "
@@ -1047,15 +1050,10 @@ patron_joins(const Mapping *m, const char *acc, const char *suffix, StringInfo j
 static const char *
 member_columns(void)
 {
-	return "a.group_id, g.label AS group_label, a.is_lead, "
-		"a.share_circulations, a.share_circulations_until, "
-		"a.share_circulations AND (a.share_circulations_until IS NULL "
-		"OR a.share_circulations_until OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp()) "
-		"AS circulations_shared_now, "
-		"a.share_bills, a.share_bills_until, "
-		"a.share_bills AND (a.share_bills_until IS NULL "
-		"OR a.share_bills_until OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp()) "
-		"AS bills_shared_now, a.items_out";
+	return psprintf("a.group_id, g.label AS group_label, a.is_lead, "
+					"a.share_circulations, a.share_circulations_until, %s AS circulations_shared_now, "
+					"a.share_bills, a.share_bills_until, %s AS bills_shared_now, a.items_out",
+					consent_sql("a", "circulations"), consent_sql("a", "bills"));
 }
 
 /*
