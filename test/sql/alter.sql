@@ -11,14 +11,7 @@ CREATE DATABASE patron_group_alter;
 SET client_min_messages = warning;
 CREATE EXTENSION patron_group;
 
-CREATE FUNCTION try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE stmt;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
+\i test/sql/helpers.psql
 
 -- how everything is mapped now: the views' definitions and the attachments
 CREATE FUNCTION mapping() RETURNS text LANGUAGE sql AS $$

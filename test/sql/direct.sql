@@ -9,15 +9,7 @@ CREATE DATABASE patron_group_direct;
 \c patron_group_direct
 SET client_min_messages = warning;
 CREATE EXTENSION patron_group;
-CREATE FUNCTION try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE stmt;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-CREATE FUNCTION drift() RETURNS bigint LANGUAGE sql AS $$ SELECT count(*) FROM patron_group.verify() $$;
+\i test/sql/helpers.psql
 
 CREATE SCHEMA d;
 CREATE TABLE d.patron (id int PRIMARY KEY, name text NOT NULL);

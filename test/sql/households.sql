@@ -9,14 +9,7 @@ CREATE DATABASE patron_group_households;
 \c patron_group_households
 SET client_min_messages = warning;
 CREATE EXTENSION patron_group;
-CREATE FUNCTION try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE stmt;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
+\i test/sql/helpers.psql
 
 CREATE SCHEMA eg;
 CREATE SEQUENCE eg.usr_usrgroup_seq START 1000;

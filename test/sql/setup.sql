@@ -1,15 +1,7 @@
 -- Install the extension and the fixtures the other tests share.
 CREATE EXTENSION patron_group;
 
--- try(): run a statement, show its SQLSTATE and message instead of failing
-CREATE FUNCTION try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE stmt;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
+\i test/sql/helpers.psql
 
 -- state(): a fingerprint of everything patron_group keeps, to prove that a
 -- failed call changed nothing
