@@ -35,6 +35,19 @@ GRANT EXECUTE ON FUNCTION @extschema@.token_nonce(),
     @extschema@.act_as_proof(bigint, bigint, text) TO PUBLIC;
 
 -- ===========================================================================
+-- The consent rule, written once (every statement takes it from here; an
+-- SQL function this simple is inlined where it is used)
+-- ===========================================================================
+
+CREATE FUNCTION @extschema@.consent_in_force(given boolean, until timestamptz)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT $1 AND ($2 IS NULL OR $2 OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp()) $$;
+COMMENT ON FUNCTION @extschema@.consent_in_force(boolean, timestamptz) IS
+'The consent rule, written once: a consent is in force when given and not ended before the statement started';
+GRANT EXECUTE ON FUNCTION @extschema@.consent_in_force(boolean, timestamptz) TO PUBLIC;
+
+-- ===========================================================================
 -- The library system's rows, read as their owner, for the statements the
 -- extension runs as its own owner (src/ils_rows.c)
 -- ===========================================================================
@@ -234,11 +247,12 @@ BEGIN
     -- consents past their end date, still recorded as given
     FOR r IN SELECT patron_id, 'circulations' AS kind, share_circulations_until AS until
                FROM patron_group.accounts
-              WHERE share_circulations AND share_circulations_until <= pg_catalog.statement_timestamp()
+              WHERE share_circulations
+                AND NOT patron_group.consent_in_force(share_circulations, share_circulations_until)
              UNION ALL
              SELECT patron_id, 'bills', share_bills_until
                FROM patron_group.accounts
-              WHERE share_bills AND share_bills_until <= pg_catalog.statement_timestamp()
+              WHERE share_bills AND NOT patron_group.consent_in_force(share_bills, share_bills_until)
              ORDER BY 1, 2 LOOP
         check_name := 'expired consent'; severity := 'notice';
         subject := 'patron ' || r.patron_id;
@@ -326,3 +340,6 @@ BEGIN
 END
 $$;
 
+-- The reporting views, written again by the library now that the consent
+-- rule's function exists (every write to attachments has them written).
+UPDATE @extschema@.attachments SET relid = relid WHERE false;

@@ -546,6 +546,15 @@ COMMENT ON FUNCTION @extschema@.payment_plan(bigint, numeric, bigint) IS
 -- Lead access, consent and patron identity
 -- ---------------------------------------------------------------------------
 
+-- The consent rule, written once: every statement takes it from here (an
+-- SQL function this simple is inlined where it is used).
+CREATE FUNCTION @extschema@.consent_in_force(given boolean, until timestamptz)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT $1 AND ($2 IS NULL OR $2 OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp()) $$;
+COMMENT ON FUNCTION @extschema@.consent_in_force(boolean, timestamptz) IS
+'The consent rule, written once: a consent is in force when given and not ended before the statement started';
+
 CREATE FUNCTION @extschema@.set_consent(patron_id bigint, kind text, granted boolean,
     until timestamptz DEFAULT NULL, reason text DEFAULT NULL)
 RETURNS void
@@ -877,12 +886,10 @@ SELECT a.patron_id,
        a.is_lead,
        a.share_circulations,
        a.share_circulations_until,
-       a.share_circulations AND (a.share_circulations_until IS NULL
-           OR a.share_circulations_until > pg_catalog.statement_timestamp()) AS circulations_shared_now,
+       @extschema@.consent_in_force(a.share_circulations, a.share_circulations_until) AS circulations_shared_now,
        a.share_bills,
        a.share_bills_until,
-       a.share_bills AND (a.share_bills_until IS NULL
-           OR a.share_bills_until > pg_catalog.statement_timestamp()) AS bills_shared_now,
+       @extschema@.consent_in_force(a.share_bills, a.share_bills_until) AS bills_shared_now,
        a.items_out,
        NULL::pg_catalog.int8 AS items_overdue,
        a.items_lost,
@@ -1275,11 +1282,12 @@ BEGIN
     -- consents past their end date, still recorded as given
     FOR r IN SELECT patron_id, 'circulations' AS kind, share_circulations_until AS until
                FROM patron_group.accounts
-              WHERE share_circulations AND share_circulations_until <= pg_catalog.statement_timestamp()
+              WHERE share_circulations
+                AND NOT patron_group.consent_in_force(share_circulations, share_circulations_until)
              UNION ALL
              SELECT patron_id, 'bills', share_bills_until
                FROM patron_group.accounts
-              WHERE share_bills AND share_bills_until <= pg_catalog.statement_timestamp()
+              WHERE share_bills AND NOT patron_group.consent_in_force(share_bills, share_bills_until)
              ORDER BY 1, 2 LOOP
         check_name := 'expired consent'; severity := 'notice';
         subject := 'patron ' || r.patron_id;
@@ -1522,7 +1530,8 @@ COMMENT ON FUNCTION @extschema@.revoke_supervisor(regrole) IS
 'Take back what grant_supervisor gave';
 
 -- Nothing is executable by PUBLIC but what is safe for everyone:
--- normalize_barcode reads nothing; current_patron and visible_patrons tell a
+-- normalize_barcode and consent_in_force read nothing; current_patron and
+-- visible_patrons tell a
 -- session only about its own asserted patron (the policies call them);
 -- token_nonce grants nothing, and act_as_proof nothing without the token,
 -- which only the signing service hands out; act_as_token (withdrawn)
@@ -1532,7 +1541,8 @@ GRANT USAGE ON SCHEMA @extschema@ TO PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.normalize_barcode(text),
     @extschema@.current_patron(), @extschema@.visible_patrons(text),
     @extschema@.act_as_token(text), @extschema@.token_nonce(),
-    @extschema@.act_as_proof(bigint, bigint, text) TO PUBLIC;
+    @extschema@.act_as_proof(bigint, bigint, text),
+    @extschema@.consent_in_force(boolean, timestamp with time zone) TO PUBLIC;
 
 -- These privileges are recorded as the extension's initial privileges,
 -- which pg_dump leaves to CREATE EXTENSION; all but group_members()'s.  The

@@ -45,16 +45,11 @@ household_follows(int64 patron, bool grouped, int64 group, bool group_changed, b
 	const Attachment *a = mapping_patrons(true);
 	Oid			types[3] = {INT8OID, INT8OID, BOOLOID};
 	Datum		values[3] = {Int64GetDatum(patron), Int64GetDatum(group), BoolGetDatum(lead)};
-	char	   *col;
-	char	   *alive;
 	bool		household_null = true;
 	Datum		household = (Datum) 0;
 
 	if (a == NULL || a->group_name == NULL)
 		return;
-	col = (char *) quote_identifier(a->group_name);
-	alive = psprintf("NOT EXISTS (SELECT FROM %s v WHERE v.patron_id OPERATOR(pg_catalog.=) p.%s AND v.is_deleted)",
-					 a->mapping_name, a->id_column);
 
 	/*
 	 * A group without a household takes its first member's, unless another
@@ -68,9 +63,7 @@ household_follows(int64 patron, bool grouped, int64 group, bool group_changed, b
 	{
 		bool		isnull;
 
-		ils_exec(a->relid,
-				 psprintf("SELECT p.%s::pg_catalog.int8 FROM %s p WHERE p.%s OPERATOR(pg_catalog.=) $1",
-						  col, a->relname, a->id_column),
+		ils_exec(a->relid, household_sql(a, HH_OF_PATRON),
 				 1, types, values, NULL, false, SPI_OK_SELECT);
 		if (SPI_processed == 1)
 		{
@@ -100,23 +93,14 @@ household_follows(int64 patron, bool grouped, int64 group, bool group_changed, b
 		if (group_changed && grouped && !household_null)
 		{
 			values[1] = household;
-			ils_exec(a->relid,
-					 psprintf("UPDATE %s p SET %s = $2 WHERE p.%s OPERATOR(pg_catalog.=) $1 "
-							  "AND p.%s IS DISTINCT FROM $2 AND %s",
-							  a->relname, col, a->id_column, col, alive),
+			ils_exec(a->relid, household_sql(a, HH_WRITE),
 					 2, types, values, NULL, false, SPI_OK_UPDATE);
 		}
 		else if (group_changed && !grouped)
-			ils_exec(a->relid,
-					 psprintf("UPDATE %s p SET %s = DEFAULT WHERE p.%s OPERATOR(pg_catalog.=) $1 AND %s",
-							  a->relname, col, a->id_column, alive),
+			ils_exec(a->relid, household_sql(a, HH_RESET),
 					 1, types, values, NULL, false, SPI_OK_UPDATE);
 		if (a->lead_name)
-			ils_exec(a->relid,
-					 psprintf("UPDATE %s p SET %s = $3 WHERE p.%s OPERATOR(pg_catalog.=) $1 "
-							  "AND p.%s IS DISTINCT FROM $3 AND %s",
-							  a->relname, quote_identifier(a->lead_name), a->id_column,
-							  quote_identifier(a->lead_name), alive),
+			ils_exec(a->relid, household_sql(a, HH_WRITE_LEAD),
 					 3, types, values, NULL, false, SPI_OK_UPDATE);
 	}
 	PG_FINALLY();
@@ -137,9 +121,7 @@ set_lead_from_column(const Attachment *a, int64 patron, const char *reason)
 	bool		is_lead;
 
 	lock_groups_of_accounts(&patron, 1);
-	ils_exec(a->relid,
-			 psprintf("SELECT COALESCE(p.%s, false) FROM %s p WHERE p.%s OPERATOR(pg_catalog.=) $1",
-					  quote_identifier(a->lead_name), a->relname, a->id_column),
+	ils_exec(a->relid, household_sql(a, HH_LEAD_OF_PATRON),
 			 1, types, values, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		return;
@@ -163,8 +145,6 @@ set_lead_from_column(const Attachment *a, int64 patron, const char *reason)
 void
 follow_households(TriggerData *td, const Attachment *a)
 {
-	const char *col = quote_identifier(a->group_name);
-	const char *lead = a->lead_name ? quote_identifier(a->lead_name) : NULL;
 	SPITupleTable *tt;
 	uint64		n;
 	const char *reason = "household changed in the library system";
@@ -172,12 +152,7 @@ follow_households(TriggerData *td, const Attachment *a)
 	if (writing_households)
 		return;					/* the change is the extension's own write-back */
 
-	spi_exec(psprintf("SELECT n.%s::pg_catalog.int8, n.%s::pg_catalog.int8, %s, o.%s IS DISTINCT FROM n.%s "
-					  "FROM patron_group_old o JOIN patron_group_new n ON o.%s OPERATOR(pg_catalog.=) n.%s "
-					  "WHERE o.%s IS DISTINCT FROM n.%s%s ORDER BY 1",
-					  a->id_column, col, lead ? psprintf("COALESCE(n.%s, false)", lead) : "false",
-					  col, col, a->id_column, a->id_column, col, col,
-					  lead ? psprintf(" OR o.%s IS DISTINCT FROM n.%s", lead, lead) : ""));
+	spi_exec(household_sql(a, HH_CHANGES));
 	tt = SPI_tuptable;
 	n = SPI_processed;
 	writing_households = true;
@@ -198,10 +173,7 @@ follow_households(TriggerData *td, const Attachment *a)
 
 			CHECK_FOR_INTERRUPTS();
 			/* the patron's group now, and whether the library system deleted them */
-			run_sql(psprintf("SELECT a.group_id, v.is_deleted FROM " PG_SCHEMA ".accounts a "
-							 "JOIN %s ON v.patron_id OPERATOR(pg_catalog.=) a.patron_id "
-							 "WHERE a.patron_id OPERATOR(pg_catalog.=) $2",
-							 ils_rows_sql(a, ILS_MAPPING, "v", "ARRAY[$2]::pg_catalog.int8[]", NULL)),
+			run_sql(household_sql(a, HH_ACCOUNT),
 					2, types, values, NULL, false, SPI_OK_SELECT);
 			if (SPI_processed != 1 ||
 				DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
@@ -219,13 +191,7 @@ follow_households(TriggerData *td, const Attachment *a)
 				if (!household_null)
 				{
 					/* the household's other patrons, read as the table's owner */
-					ils_exec(a->relid,
-							 psprintf("SELECT pg_catalog.array_agg(p.%s::pg_catalog.int8) FROM %s p "
-									  "JOIN %s v ON v.patron_id OPERATOR(pg_catalog.=) p.%s "
-									  "WHERE p.%s OPERATOR(pg_catalog.=) $1 AND p.%s OPERATOR(pg_catalog.<>) $2 "
-									  "AND NOT v.is_deleted",
-									  a->id_column, a->relname, a->mapping_name, a->id_column,
-									  col, a->id_column),
+					ils_exec(a->relid, household_sql(a, HH_OTHERS),
 							 2, types, values, NULL, false, SPI_OK_SELECT);
 					others = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 					run_sql("SELECT a.patron_id, COALESCE(a.group_id, 0) FROM " PG_SCHEMA ".accounts a "
@@ -243,7 +209,7 @@ follow_households(TriggerData *td, const Attachment *a)
 					group = move_patrons(&patron, 1, other, reason);
 					grouped = true;
 					/* a household lead that was alone until now leads the new group */
-					if (lead && other_group == 0)
+					if (a->lead_name && other_group == 0)
 						set_lead_from_column(a, other, reason);
 				}
 				else if (other == 0 && grouped)
@@ -255,7 +221,7 @@ follow_households(TriggerData *td, const Attachment *a)
 					grouped = false;
 				}
 			}
-			if (lead && grouped)
+			if (a->lead_name && grouped)
 			{
 				Oid			ltypes[2] = {INT8OID, BOOLOID};
 				Datum		lvalues[2] = {Int64GetDatum(patron), BoolGetDatum(is_lead)};
@@ -289,26 +255,14 @@ void
 import_households(void)
 {
 	const Attachment *a = mapping_patrons(false);
-	char	   *lead;
 	Datum		values[3];
 	bool		isnull = false;
-	const char *col;
 
 	if (a->group_name == NULL)
 		return;
-	col = quote_identifier(a->group_name);
-	lead = a->lead_name ? psprintf("COALESCE(p.%s, false)", quote_identifier(a->lead_name)) : "false";
 
 	/* the shared households, read as the patron table's owner */
-	ils_exec(a->relid,
-			 psprintf("SELECT pg_catalog.array_agg(household ORDER BY patron), "
-					  "pg_catalog.array_agg(patron ORDER BY patron), pg_catalog.array_agg(lead ORDER BY patron) "
-					  "FROM (SELECT p.%s::pg_catalog.int8 AS household, p.%s::pg_catalog.int8 AS patron, "
-					  "%s AS lead, pg_catalog.count(*) OVER (PARTITION BY p.%s) AS n "
-					  "FROM %s p JOIN %s v ON v.patron_id OPERATOR(pg_catalog.=) p.%s "
-					  "WHERE p.%s IS NOT NULL AND NOT v.is_deleted) h "
-					  "WHERE n OPERATOR(pg_catalog.>=) 2",
-					  col, a->id_column, lead, col, a->relname, a->mapping_name, a->id_column, col),
+	ils_exec(a->relid, household_sql(a, HH_IMPORT),
 			 0, NULL, NULL, NULL, false, SPI_OK_SELECT);
 	for (int i = 0; i < 3 && !isnull; i++)
 		values[i] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &isnull);

@@ -235,6 +235,22 @@ extern char *group_members_sql(const Mapping *m, bool as_owner);
 extern char *patron_details_sql(const Mapping *m, bool as_owner);
 extern char *find_patron_sql(const Mapping *m, bool as_owner);
 extern char *consent_sql(const char *alias, const char *kind);
+
+/* The statements of the library system's households (households.c). */
+typedef enum HouseholdSql
+{
+	HH_OF_PATRON,
+	HH_WRITE,
+	HH_RESET,
+	HH_WRITE_LEAD,
+	HH_LEAD_OF_PATRON,
+	HH_CHANGES,
+	HH_ACCOUNT,
+	HH_OTHERS,
+	HH_IMPORT
+} HouseholdSql;
+
+extern char *household_sql(const Attachment *a, HouseholdSql which);
 extern char *recount_accounts_sql(const char *expected_sql, bool filtered);
 extern char *recount_groups_sql(bool filtered);
 extern char *verify_sql(const char *expected_sql);

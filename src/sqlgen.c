@@ -520,22 +520,101 @@ money_of_xacts_sql(List *sources)
 }
 
 /*
+ * The SQL of the library system's households (households.c), built from the
+ * patron table's mapping (a) and its group_column and lead_column:
+ *
+ *	HH_OF_PATRON		a patron's household ($1 the patron)
+ *	HH_WRITE			set a patron's household to $2, unless deleted
+ *	HH_RESET			give a patron the household column's default, unless deleted
+ *	HH_WRITE_LEAD		set a patron's lead flag to $3, unless deleted
+ *	HH_LEAD_OF_PATRON	a patron's lead flag ($1)
+ *	HH_CHANGES			the patrons whose household or lead a statement changed
+ *						(its transition tables): id, household, lead, moved
+ *	HH_ACCOUNT			a patron's group and whether deleted ($2), as the
+ *						extension owner reads it (through ils_rows())
+ *	HH_OTHERS			the other live patrons of household $1 ($2 the patron)
+ *	HH_IMPORT			the households of two patrons or more: arrays of
+ *						household, patron and lead, by patron
+ *
+ * All but HH_CHANGES and HH_ACCOUNT run on the patron table as its owner.
+ */
+char *
+household_sql(const Attachment *a, HouseholdSql which)
+{
+	const char *col = quote_identifier(a->group_name);
+	const char *lead = a->lead_name ? quote_identifier(a->lead_name) : NULL;
+	char	   *alive = psprintf("NOT EXISTS (SELECT FROM %s v WHERE v.patron_id OPERATOR(pg_catalog.=) p.%s "
+								 "AND v.is_deleted)", a->mapping_name, a->id_column);
+
+	switch (which)
+	{
+		case HH_OF_PATRON:
+			return psprintf("SELECT p.%s::pg_catalog.int8 FROM %s p WHERE p.%s OPERATOR(pg_catalog.=) $1",
+							col, a->relname, a->id_column);
+		case HH_WRITE:
+			return psprintf("UPDATE %s p SET %s = $2 WHERE p.%s OPERATOR(pg_catalog.=) $1 "
+							"AND p.%s IS DISTINCT FROM $2 AND %s",
+							a->relname, col, a->id_column, col, alive);
+		case HH_RESET:
+			return psprintf("UPDATE %s p SET %s = DEFAULT WHERE p.%s OPERATOR(pg_catalog.=) $1 AND %s",
+							a->relname, col, a->id_column, alive);
+		case HH_WRITE_LEAD:
+			return psprintf("UPDATE %s p SET %s = $3 WHERE p.%s OPERATOR(pg_catalog.=) $1 "
+							"AND p.%s IS DISTINCT FROM $3 AND %s",
+							a->relname, lead, a->id_column, lead, alive);
+		case HH_LEAD_OF_PATRON:
+			return psprintf("SELECT COALESCE(p.%s, false) FROM %s p WHERE p.%s OPERATOR(pg_catalog.=) $1",
+							lead, a->relname, a->id_column);
+		case HH_CHANGES:
+			return psprintf("SELECT n.%s::pg_catalog.int8, n.%s::pg_catalog.int8, %s, o.%s IS DISTINCT FROM n.%s "
+							"FROM patron_group_old o JOIN patron_group_new n ON o.%s OPERATOR(pg_catalog.=) n.%s "
+							"WHERE o.%s IS DISTINCT FROM n.%s%s ORDER BY 1",
+							a->id_column, col, lead ? psprintf("COALESCE(n.%s, false)", lead) : "false",
+							col, col, a->id_column, a->id_column, col, col,
+							lead ? psprintf(" OR o.%s IS DISTINCT FROM n.%s", lead, lead) : "");
+		case HH_ACCOUNT:
+			return psprintf("SELECT a.group_id, v.is_deleted FROM " PG_SCHEMA ".accounts a "
+							"JOIN %s ON v.patron_id OPERATOR(pg_catalog.=) a.patron_id "
+							"WHERE a.patron_id OPERATOR(pg_catalog.=) $2",
+							ils_rows_sql(a, ILS_MAPPING, "v", "ARRAY[$2]::pg_catalog.int8[]", NULL));
+		case HH_OTHERS:
+			return psprintf("SELECT pg_catalog.array_agg(p.%s::pg_catalog.int8) FROM %s p "
+							"JOIN %s v ON v.patron_id OPERATOR(pg_catalog.=) p.%s "
+							"WHERE p.%s OPERATOR(pg_catalog.=) $1 AND p.%s OPERATOR(pg_catalog.<>) $2 "
+							"AND NOT v.is_deleted",
+							a->id_column, a->relname, a->mapping_name, a->id_column, col, a->id_column);
+		case HH_IMPORT:
+			return psprintf("SELECT pg_catalog.array_agg(household ORDER BY patron), "
+							"pg_catalog.array_agg(patron ORDER BY patron), pg_catalog.array_agg(lead ORDER BY patron) "
+							"FROM (SELECT p.%s::pg_catalog.int8 AS household, p.%s::pg_catalog.int8 AS patron, "
+							"%s AS lead, pg_catalog.count(*) OVER (PARTITION BY p.%s) AS n "
+							"FROM %s p JOIN %s v ON v.patron_id OPERATOR(pg_catalog.=) p.%s "
+							"WHERE p.%s IS NOT NULL AND NOT v.is_deleted) h "
+							"WHERE n OPERATOR(pg_catalog.>=) 2",
+							col, a->id_column, lead ? psprintf("COALESCE(p.%s, false)", lead) : "false",
+							col, a->relname, a->mapping_name, a->id_column, col);
+	}
+	elog(ERROR, "unknown household statement %d", (int) which);
+	return NULL;				/* keep compiler quiet */
+}
+
+/*
  * SQL: the consent of kind (circulations, bills) of the account aliased
- * alias is in force:
+ * alias is in force, as patron_group.consent_in_force() says, the one place
+ * the rule is written (the install script; health() calls it too):
  *
- *	 (a.share_<kind> AND (a.share_<kind>_until IS NULL
- *	                      OR a.share_<kind>_until > statement_timestamp()))
+ *	 patron_group.consent_in_force(a.share_<kind>, a.share_<kind>_until)
  *
- * Compared with the time the statement started, not the transaction's: no
- * statement that starts after a consent ends sees under it.  This is the
- * consent rule; every statement that applies it takes it from here.
+ * which is given AND (until IS NULL OR until > statement_timestamp()): a
+ * consent is compared with the time the statement started, not the
+ * transaction's, so no statement that starts after a consent ends sees
+ * under it.  PostgreSQL inlines so simple an SQL function where it is used.
  */
 char *
 consent_sql(const char *alias, const char *kind)
 {
-	return psprintf("(%s.share_%s AND (%s.share_%s_until IS NULL OR "
-					"%s.share_%s_until OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp()))",
-					alias, kind, alias, kind, alias, kind);
+	return psprintf(PG_SCHEMA ".consent_in_force(%s.share_%s, %s.share_%s_until)",
+					alias, kind, alias, kind);
 }
 
 /*

@@ -18,8 +18,13 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
 #include "utils/inval.h"
 #include "utils/rel.h"
 
@@ -34,6 +39,15 @@ make_reporting_views(void)
 	const Mapping *m = get_mapping();
 	OwnerContext oc;
 
+	/*
+	 * The update to 1.2 has the library write the views, before the update
+	 * to 1.3 makes the consent rule's function that they call; that update
+	 * has them written again when it has.
+	 */
+	if (creating_extension &&
+		!OidIsValid(LookupFuncName(list_make2(makeString(PG_SCHEMA), makeString("consent_in_force")), 2,
+								   (Oid[]) {BOOLOID, TIMESTAMPTZOID}, true)))
+		return;
 	become_extension_owner(&oc);
 	spi_exec(psprintf("CREATE OR REPLACE VIEW " PG_SCHEMA ".member_summary WITH (security_invoker = true) AS %s",
 					  member_summary_sql(m)));

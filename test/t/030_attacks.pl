@@ -20,7 +20,7 @@
 #  10  the asserted patron follows savepoints
 #  11  move_to_group() of a huge array ends quickly
 #  12  DROP SCHEMA patron_group CASCADE is refused while tables are attached
-#  13  exactly six functions are granted to PUBLIC, and the README says so
+#  13  exactly seven functions are granted to PUBLIC, and the README says so
 #
 # After every attack: no watched role (ils_owner, staff, opac, signer) has
 # gained SUPERUSER, CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS, none has
@@ -584,7 +584,7 @@ my @operations = (
 		name => 'group_members (staff)',
 		who => 'staff',
 		sql => "SELECT * FROM patron_group.group_members($L);",
-		covers => ['group_members(bigint)'],
+		covers => [ 'group_members(bigint)', 'consent_in_force(boolean,timestamp with time zone)' ],
 	},
 	{
 		name => 'set_consent (staff)',
@@ -648,7 +648,7 @@ my @operations = (
 		name => 'group_members as the lead',
 		who => 'opac',
 		sql => as_lead("SELECT * FROM patron_group.group_members($L);"),
-		covers => ['group_members(bigint)'],
+		covers => [ 'group_members(bigint)', 'consent_in_force(boolean,timestamp with time zone)' ],
 	},
 	{
 		name => 'payment_plan as the lead',
@@ -1384,14 +1384,15 @@ SELECT p.oid::regprocedure::text
    AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'patron_group')
    AND d.deptype = 'e' AND a.grantee = 0 AND a.privilege_type = 'EXECUTE'
  ORDER BY 1}));
-	my @six = qw(patron_group.act_as_proof(bigint,bigint,text) patron_group.act_as_token(text)
-	  patron_group.current_patron() patron_group.normalize_barcode(text) patron_group.token_nonce()
-	  patron_group.visible_patrons(text));
-	is_deeply(\@public, \@six,
-		'attack 13: the functions PUBLIC may execute are exactly normalize_barcode, current_patron, visible_patrons, token_nonce, act_as_proof and the withdrawn act_as_token'
+	my @seven = (qw(patron_group.act_as_proof(bigint,bigint,text) patron_group.act_as_token(text)),
+		'patron_group.consent_in_force(boolean,timestamp with time zone)',
+		qw(patron_group.current_patron() patron_group.normalize_barcode(text) patron_group.token_nonce()
+		  patron_group.visible_patrons(text)));
+	is_deeply(\@public, \@seven,
+		'attack 13: the functions PUBLIC may execute are exactly normalize_barcode, consent_in_force, current_patron, visible_patrons, token_nonce, act_as_proof and the withdrawn act_as_token'
 	);
 
-	# README.md: every sentence saying what is granted to PUBLIC names the same six
+	# README.md: every sentence saying what is granted to PUBLIC names the same seven
 	my $readme;
 	foreach my $dir (grep { defined } ($ENV{TESTDIR}, "$here/../.."))
 	{
@@ -1418,7 +1419,7 @@ SELECT p.oid::regprocedure::text
 	{
 		my %named = map { $_ => 1 } grep { $ext_name{$_} } ($s =~ /\b([a-z_]+)\s*\(/g);
 		next unless %named;
-		if (join(',', sort keys %named) eq 'act_as_proof,act_as_token,current_patron,normalize_barcode,token_nonce,visible_patrons')
+		if (join(',', sort keys %named) eq 'act_as_proof,act_as_token,consent_in_force,current_patron,normalize_barcode,token_nonce,visible_patrons')
 		{
 			$naming_all++;
 		}
@@ -1427,7 +1428,7 @@ SELECT p.oid::regprocedure::text
 			push @wrong, $s;
 		}
 	}
-	ok($naming_all > 0, 'attack 13: README.md names the six functions granted to PUBLIC')
+	ok($naming_all > 0, 'attack 13: README.md names the seven functions granted to PUBLIC')
 	  or diag("sentences about PUBLIC grants:\n" . join("\n", @sentences));
 	is(scalar(@wrong), 0, 'attack 13: no README.md sentence names another set of functions granted to PUBLIC')
 	  or diag(join("\n", @wrong));

@@ -633,6 +633,7 @@ my @operations = (
 			  . "SELECT patron_group.normalize_barcode(' c1 ');"),
 		covers => [
 			'current_patron()', 'visible_patrons(text)', 'group_members(bigint)',
+			'consent_in_force(boolean,timestamp with time zone)',
 			'payment_plan(bigint,numeric,bigint)', 'set_consent(bigint,text,boolean,timestamp with time zone,text)',
 			'normalize_barcode(text)'
 		],
