@@ -46,7 +46,7 @@ ensure_packages() {
     [ ${#missing[@]} -eq 0 ] && return 0
     say "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq
     local pkgs=()
     if dpkg-query -W -f='${Status}' postgresql-$PG_MAJOR 2>/dev/null | grep -q 'install ok installed'; then
         # pin: an unpinned server-dev would upgrade the installed server and libpq
@@ -62,7 +62,7 @@ ensure_packages() {
         pkgs=("${missing[@]}")
     fi
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+        apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 }
 
 # Create the unprivileged user when running as root.

@@ -5,7 +5,7 @@
 
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-DEMO=/tmp/patron_group-demo
+DEMO=${DEMO_DIR:-/tmp/patron_group-demo}
 PORT=${DEMO_PORT:-54330}
 
 ensure_packages
@@ -44,10 +44,12 @@ SQL
 
 psql_demo -f "$BUILD_DIR/demo/scenario.sql"
 
+# as root the server belongs to the unprivileged user: say how to be it
+as=""
+[ "$(id -u)" = 0 ] && as="runuser -u $RUN_USER -- "
 cat <<EOF
 
 == the demo server is still running
-  connect:  sudo -u $RUN_USER psql -h $PGHOST -p $PGPORT -d library
-            (as $RUN_USER, or as yourself when you ran make demo without root)
-  stop it:  sudo -u $RUN_USER $PGBIN/pg_ctl -D $PGDATA_DIR stop
+  connect:  ${as}psql -h $PGHOST -p $PGPORT -d library
+  stop it:  ${as}$PGBIN/pg_ctl -D $PGDATA_DIR stop
 EOF

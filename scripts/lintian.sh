@@ -20,7 +20,9 @@ if [ "$(id -u)" = 0 ] && id pgtester >/dev/null 2>&1; then
         | while read -r f; do cp "$dir/$f" "$tmp/"; done
     chmod -R a+rX "$tmp"
     chmod 755 "$tmp"
-    runuser -u pgtester -- "${LINT[@]}" "$tmp/$(basename "$changes")"
+    # from the scratch folder: lintian needs a working directory the test
+    # user may enter (a checkout under /root is not one)
+    (cd "$tmp" && runuser -u pgtester -- "${LINT[@]}" "$tmp/$(basename "$changes")")
 else
     "${LINT[@]}" "$changes"
 fi

@@ -39,7 +39,7 @@ cleanup() {
     # never leave the package installed when a step in between failed
     if [ $installed_here = 1 ] && dpkg-query -W -f='${Status}' $PKG 2>/dev/null | grep -q 'install ok installed'; then
         echo "removing $PKG"
-        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq $PKG >/dev/null 2>&1
+        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 remove -y -qq $PKG >/dev/null 2>&1
     fi
 }
 
@@ -61,7 +61,7 @@ ensure_packages
 ensure_user
 if ! command -v lintian >/dev/null; then
     say "installing lintian"
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lintian >/dev/null
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends lintian >/dev/null
 fi
 set +e
 
@@ -96,7 +96,7 @@ if dpkg-query -W -f='${Status}' $PKG 2>/dev/null | grep -q 'install ok installed
     echo "$PKG is already installed: the package built now replaces it"
 fi
 installed_here=1
-"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "./$DEB" >"$WORK/install.log" 2>&1
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "./$DEB" >"$WORK/install.log" 2>&1
 rc=$?
 [ $rc -ne 0 ] && tail -n 20 "$WORK/install.log"
 if ! check "apt-get install ./$DEB" test $rc -eq 0; then
@@ -140,7 +140,7 @@ stop_server "$WORK/server"
 
 # --- remove ------------------------------------------------------------------------
 say "apt-get remove $PKG"
-"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq $PKG >"$WORK/remove.log" 2>&1
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 remove -y -qq $PKG >"$WORK/remove.log" 2>&1
 rc=$?
 [ $rc -ne 0 ] && tail -n 20 "$WORK/remove.log"
 not_installed() {
