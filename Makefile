@@ -29,7 +29,8 @@ EXTRA_CLEAN = results output_iso tmp_check regression.diffs regression.out log \
               sql/$(EXTENSION)--$(EXTVERSION).sql
 
 REGRESS = setup attach barcode groups clone errors privileges totals totals_koha security \
-          reporting hostile limits alter trees states households reporting_plans direct
+          reporting hostile limits alter trees states households reporting_plans direct \
+          consent_trees
 REGRESS_OPTS = --inputdir=test --encoding=UTF8
 ISOLATION = move_concurrent lead_access totals_concurrent totals_merge \
             isolation_levels limits_concurrent alter_attachment trees_merge \

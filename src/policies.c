@@ -210,10 +210,18 @@ apply_protection(Protection *p, const char *roles)
 					  "USING (true) WITH CHECK (true)", relname));
 	if (roles == NULL)
 		return;
+	/*
+	 * One read policy a table.  A table attached for itself (loans) that is
+	 * also a child of a transaction table (Evergreen's action.circulation
+	 * under money.billable_xact) is read under its own kind's consent: a
+	 * loan is seen under loans consent.  Its money is seen under bills
+	 * consent all the same, through the transaction table and the money
+	 * that names it, whose policies are the transactions'.
+	 */
 	if (p->read_pred)
 		spi_exec(psprintf("CREATE POLICY patron_group_patron_read ON %s AS RESTRICTIVE FOR SELECT TO %s "
 						  "USING (%s)", relname, roles, p->read_pred));
-	if (p->xact_pred)
+	else if (p->xact_pred)
 		spi_exec(psprintf("CREATE POLICY patron_group_xact_read ON %s AS RESTRICTIVE FOR SELECT TO %s "
 						  "USING (%s)", relname, roles, p->xact_pred));
 	spi_exec(psprintf("CREATE POLICY patron_group_patron_insert ON %s AS RESTRICTIVE FOR INSERT TO %s "
