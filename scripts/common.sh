@@ -37,7 +37,11 @@ ensure_packages() {
                 git             # the upgrade test builds the released versions from history
                 make gcc pkg-config
                 openssl         # the demo computes a token proof as a catalogue would
-                pgbouncer)      # test/t/040_pgbouncer.pl
+                pgbouncer       # test/t/040_pgbouncer.pl and 050_drivers.pl
+                # test/t/050_drivers.pl: the drivers a catalogue, a desk and a
+                # reporting tool use (node-postgres comes from npm at test time)
+                python3-psycopg2 python3-psycopg python3-pyodbc odbc-postgresql unixodbc
+                libpostgresql-jdbc-java openjdk-17-jdk-headless nodejs)
     local missing=() p
     for p in "${want[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
