@@ -343,3 +343,17 @@ $$;
 -- The reporting views, written again by the library now that the consent
 -- rule's function exists (every write to attachments has them written).
 UPDATE @extschema@.attachments SET relid = relid WHERE false;
+
+-- A loans table that is also a child of the transaction table now has one
+-- read policy, its own: make the protected tables' policies again.
+DO $$
+DECLARE
+    t regclass;
+BEGIN
+    FOR t IN SELECT relid FROM @extschema@.attachments a WHERE protected
+               AND pg_catalog.to_regclass(a.relid::text) IS NOT NULL ORDER BY relid::oid LOOP
+        PERFORM @extschema@.unprotect(t);
+        PERFORM @extschema@.protect(t);
+    END LOOP;
+END
+$$;
