@@ -109,10 +109,11 @@ pg_set_consent(PG_FUNCTION_ARGS)
 	OwnerContext oc;
 	Oid			types[3] = {INT8OID, BOOLOID, TIMESTAMPTZOID};
 	Datum		values[3];
-	char		nulls[3] = "   ";
+	char		nulls[3];
 	int64		group;
 	int64		acting_patron;
 
+	memset(nulls, ' ', sizeof(nulls));
 	require_arg(fcinfo, 0, "patron_id");
 	require_arg(fcinfo, 1, "kind");
 	require_arg(fcinfo, 2, "granted");

@@ -299,10 +299,11 @@ pg_set_group_label(PG_FUNCTION_ARGS)
 	OwnerContext oc;
 	Oid			types[2] = {INT8OID, TEXTOID};
 	Datum		values[2];
-	char		nulls[2] = "  ";
+	char		nulls[2];
 	char	   *label;
 	char	   *reason;
 
+	memset(nulls, ' ', sizeof(nulls));
 	require_arg(fcinfo, 0, "group_id");
 	group_id = PG_GETARG_INT64(0);
 	values[0] = Int64GetDatum(group_id);

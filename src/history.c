@@ -81,9 +81,10 @@ insert_history(const char *action, bool patron_null, int64 patron, bool from_nul
 	static SPIPlanPtr plan = NULL;
 	Oid			types[8] = {NAMEOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID};
 	Datum		values[8];
-	char		nulls[8] = "        ";
+	char		nulls[8];
 	const char *app_user = history_app_user();
 
+	memset(nulls, ' ', sizeof(nulls));
 	refuse_if_replicated();	/* also for a trigger fired by a write made here */
 	values[0] = DirectFunctionCall1(namein,
 									CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false)));

@@ -154,10 +154,11 @@ pg_set_limits(PG_FUNCTION_ARGS)
 	OwnerContext oc;
 	Oid			types[6] = {INT8OID, NUMERICOID, INT8OID, INT8OID, INT8OID, NAMEOID};
 	Datum		values[6];
-	char		nulls[6] = "      ";
+	char		nulls[6];
 	bool		has_group = !PG_ARGISNULL(0);
 	char	   *before = NULL;
 
+	memset(nulls, ' ', sizeof(nulls));
 	for (int i = 1; i <= 4; i++)
 	{
 		bool		negative;

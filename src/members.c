@@ -39,9 +39,10 @@ pg_group_members(PG_FUNCTION_ARGS)
 	const Mapping *m;
 	Oid			types[2] = {INT8OID, INT8OID};
 	Datum		values[2];
-	char		nulls[2] = "  ";
+	char		nulls[2];
 	char	   *sql;
 
+	memset(nulls, ' ', sizeof(nulls));
 	require_arg(fcinfo, 0, "patron_id");
 	patron = PG_GETARG_INT64(0);
 	InitMaterializedSRF(fcinfo, 0);

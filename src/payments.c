@@ -40,10 +40,11 @@ pg_payment_plan(PG_FUNCTION_ARGS)
 	Numeric		amount;
 	Oid			types[4] = {INT8OID, INT8OID, NUMERICOID, INT8OID};
 	Datum		values[4];
-	char		nulls[4] = "    ";
+	char		nulls[4];
 	bool		isnull;
 	Datum		members;
 
+	memset(nulls, ' ', sizeof(nulls));
 	require_arg(fcinfo, 0, "patron_id");
 	require_arg(fcinfo, 1, "amount");
 	patron = PG_GETARG_INT64(0);
