@@ -69,14 +69,14 @@ static TimestampTz expected_drop_start = 0;
 static void
 expect_extension_drop(void)
 {
-	expected_drop_lxid = MyProc->lxid;
+	expected_drop_lxid = PG_LXID();
 	expected_drop_start = GetCurrentStatementStartTimestamp();
 }
 
 static bool
 extension_drop_expected(void)
 {
-	return expected_drop_lxid == MyProc->lxid &&
+	return expected_drop_lxid == PG_LXID() &&
 		expected_drop_start == GetCurrentStatementStartTimestamp();
 }
 
@@ -204,8 +204,7 @@ guard_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
  * for) or of a held cursor (filled at commit, or fetched later).
  */
 static void
-guard_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
-				   bool execute_once)
+guard_executor_run(EXECUTOR_RUN_HOOK_PARAMS)
 {
 	bool		instrumented = queryDesc->instrument_options != 0;
 	bool		held = ActivePortal != NULL && (ActivePortal->cursorOptions & CURSOR_OPT_HOLD);
@@ -217,9 +216,9 @@ guard_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 		refuse_held_cursor();
 	}
 	if (prev_executor_run)
-		prev_executor_run(queryDesc, direction, count, execute_once);
+		prev_executor_run(EXECUTOR_RUN_HOOK_ARGS);
 	else
-		standard_ExecutorRun(queryDesc, direction, count, execute_once);
+		standard_ExecutorRun(EXECUTOR_RUN_HOOK_ARGS);
 }
 
 

@@ -180,7 +180,7 @@ session_is_patron_facing(void)
 	bool		result = false;
 
 	/* the answer for a user is kept for the rest of the transaction */
-	if (me == facing_cache_user && MyProc->lxid == facing_cache_lxid)
+	if (me == facing_cache_user && PG_LXID() == facing_cache_lxid)
 		return facing_cache_result;
 	if (superuser_arg(me) || has_bypassrls_privilege(me))
 		return false;
@@ -198,7 +198,7 @@ session_is_patron_facing(void)
 		result = has_privs_of_role(me, role);
 	}
 	facing_cache_user = me;
-	facing_cache_lxid = MyProc->lxid;
+	facing_cache_lxid = PG_LXID();
 	facing_cache_result = result;
 	return result;
 }
@@ -376,7 +376,7 @@ pg_token_nonce(PG_FUNCTION_ARGS)
 				 errmsg("could not generate a random nonce")));
 	for (int i = 0; i < NONCE_BYTES; i++)
 		sprintf(nonce + 2 * i, "%02x", bytes[i]);
-	nonce_lxid = MyProc->lxid;
+	nonce_lxid = PG_LXID();
 	PG_RETURN_TEXT_P(cstring_to_text(nonce));
 }
 
@@ -411,7 +411,7 @@ pg_act_as_proof(PG_FUNCTION_ARGS)
 	proof = text_to_cstring(PG_GETARG_TEXT_PP(2));
 
 	/* the nonce is spent now, whatever the outcome */
-	if (nonce_lxid != MyProc->lxid || nonce[0] == '\0')
+	if (nonce_lxid != PG_LXID() || nonce[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("no patron_group nonce is outstanding in this transaction"),

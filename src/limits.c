@@ -267,7 +267,7 @@ pg_override_limits(PG_FUNCTION_ARGS)
 	if (override_reason)
 		pfree(override_reason);
 	override_reason = MemoryContextStrdup(TopMemoryContext, reason);
-	override_lxid = MyProc->lxid;
+	override_lxid = PG_LXID();
 	PG_RETURN_VOID();
 }
 
@@ -282,7 +282,7 @@ pg_limits_trigger(PG_FUNCTION_ARGS)
 	int64	   *patrons;
 	int			npatrons;
 	bool		overridden = false;
-	bool		use_override = override_lxid == MyProc->lxid && override_reason != NULL;
+	bool		use_override = override_lxid == PG_LXID() && override_reason != NULL;
 
 	if (!TRIGGER_FIRED_BY_INSERT(td->tg_event) || td->tg_newtable == NULL)
 		ereport(ERROR,

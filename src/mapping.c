@@ -749,7 +749,7 @@ map_to_member(Query *query, Oid relid, Oid member)
 {
 	Relation	root = relation_open(relid, AccessShareLock);
 	Relation	child = relation_open(member, AccessShareLock);
-	AttrMap    *map = build_attrmap_by_name(RelationGetDescr(child), RelationGetDescr(root));
+	AttrMap    *map = attrmap_by_name(RelationGetDescr(child), RelationGetDescr(root));
 	int			rti = 0;
 	ListCell   *lc;
 	bool		whole_row = false;

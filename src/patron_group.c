@@ -54,7 +54,7 @@ extension_owner(void)
 	Oid			owner = InvalidOid;
 	char	   *version = NULL;
 
-	if (OidIsValid(cached_owner) && cached_owner_lxid == MyProc->lxid)
+	if (OidIsValid(cached_owner) && cached_owner_lxid == PG_LXID())
 		return cached_owner;
 	rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
@@ -86,7 +86,7 @@ extension_owner(void)
 				 errdetail("The library does not read the schema of an older version."),
 				 errhint("Run ALTER EXTENSION patron_group UPDATE;")));
 	cached_owner = owner;
-	cached_owner_lxid = MyProc->lxid;
+	cached_owner_lxid = PG_LXID();
 	return owner;
 }
 

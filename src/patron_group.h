@@ -15,6 +15,8 @@
 #include "utils/array.h"
 #include "utils/numeric.h"
 
+#include "compat.h"
+
 #define PG_SCHEMA "patron_group"
 
 /* The version of the extension this library is for (patron_group.control). */
