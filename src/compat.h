@@ -61,6 +61,92 @@ attrmap_by_name(TupleDesc indesc, TupleDesc outdesc)
 }
 
 /*
+ * Every column that some index of rel reads, in its key or included
+ * columns, its expressions or its predicate, offset by
+ * FirstLowInvalidHeapAttributeNumber (a fresh set, the caller's).  16
+ * replaced INDEX_ATTR_BITMAP_ALL by two sets that together make it: the
+ * columns of the indexes that block a HOT update, and those of the
+ * summarizing indexes (BRIN), which do not.
+ */
+static inline Bitmapset *
+index_attrs_all(Relation rel)
+{
+#if PG_VERSION_NUM >= 160000
+	return bms_join(RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_HOT_BLOCKING),
+					RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_SUMMARIZED));
+#else
+	return RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_ALL);
+#endif
+}
+
+/*
+ * The OID of rel's primary key index, or InvalidOid when it has none or the
+ * primary key is DEFERRABLE (what RelationGetPrimaryKeyIndex() always did
+ * before 18, which made the deferrable one available on request).
+ */
+static inline Oid
+immediate_primary_key(Relation rel)
+{
+#if PG_VERSION_NUM >= 180000
+	return RelationGetPrimaryKeyIndex(rel, false);
+#else
+	return RelationGetPrimaryKeyIndex(rel);
+#endif
+}
+
+/*
+ * An index scan of heap through index, uninstrumented (18 added the
+ * instrumentation argument, for EXPLAIN).
+ */
+static inline IndexScanDesc
+index_scan_begin(Relation heap, Relation index, Snapshot snapshot, int nkeys, int norderbys)
+{
+#if PG_VERSION_NUM >= 180000
+	return index_beginscan(heap, index, snapshot, NULL, nkeys, norderbys);
+#else
+	return index_beginscan(heap, index, snapshot, nkeys, norderbys);
+#endif
+}
+
+/*
+ * Which new index entries a row version written by table_tuple_update()
+ * needs.  Before 16 a bool: none (a HOT update), or one in every index.
+ * From 16 on, TU_UpdateIndexes: TU_None (a HOT update that changed no
+ * summarized column), TU_All (not HOT: every index), or TU_Summarizing (a
+ * HOT update that changed a column of a summarizing index: those indexes
+ * only).  Read as logical replication's apply worker reads it
+ * (ExecSimpleRelationUpdate in execReplication.c, 14 to 18).
+ */
+#if PG_VERSION_NUM >= 160000
+typedef TU_UpdateIndexes IndexEntriesNeeded;
+
+#define NEEDS_INDEX_ENTRIES(needed) ((needed) != TU_None)
+#else
+typedef bool IndexEntriesNeeded;
+
+#define NEEDS_INDEX_ENTRIES(needed) (needed)
+#endif
+
+/*
+ * Make the index entries that the new version in slot needs, once
+ * NEEDS_INDEX_ENTRIES(needed): in the summarizing indexes only for
+ * TU_Summarizing, in all of rri's open indexes otherwise; no arbiter
+ * indexes, no speculative insertion.  Returns the indexes whose deferred
+ * constraints need a recheck.
+ */
+static inline List *
+insert_index_entries_for_update(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate,
+								IndexEntriesNeeded needed)
+{
+#if PG_VERSION_NUM >= 160000
+	return ExecInsertIndexTuples(rri, slot, estate, true, false, NULL, NIL,
+								 needed == TU_Summarizing);
+#else
+	return ExecInsertIndexTuples(rri, slot, estate, true, false, NULL, NIL);
+#endif
+}
+
+/*
  * The parameters of an ExecutorRun_hook, and the arguments that pass them
  * on to the previous hook or to standard_ExecutorRun(): 18 dropped
  * execute_once.  The hook's parameters are named queryDesc, direction and

@@ -197,11 +197,11 @@ what_else_concerns(DirectTable *t, Relation rel)
 		}
 
 	/* an index on a figure (in its columns, expressions or predicate) */
-	if (reads_a_figure(t, RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_ALL)))
+	if (reads_a_figure(t, index_attrs_all(rel)))
 		return "an index reads a total";
 
 	/* the primary key: a btree on the bigint key alone */
-	t->pkey = RelationGetPrimaryKeyIndex(rel);
+	t->pkey = immediate_primary_key(rel);
 	if (!OidIsValid(t->pkey))
 		return "it has no primary key";
 	pk = index_open(t->pkey, AccessShareLock);
@@ -306,7 +306,7 @@ update_begin(DirectUpdate *u, DirectTable *t, Snapshot snapshot)
 	/* a publication of the table needs its replica identity, as an UPDATE does */
 	CheckCmdReplicaIdentity(u->rel, CMD_UPDATE);
 	u->index = index_open(t->pkey, RowExclusiveLock);
-	u->scan = index_beginscan(u->rel, u->index, snapshot, 1, 0);
+	u->scan = index_scan_begin(u->rel, u->index, snapshot, 1, 0);
 	u->found = table_slot_create(u->rel, NULL);
 	u->next = MakeSingleTupleTableSlot(RelationGetDescr(u->rel), &TTSOpsVirtual);
 	u->snapshot = snapshot;
@@ -329,9 +329,15 @@ update_end(DirectUpdate *u)
 	table_close(u->rel, NoLock);
 }
 
-/* The new index entries of a version that could not be a HOT update. */
+/*
+ * The new index entries of a version, as table_tuple_update() said they are
+ * needed: in every index when the update could not be HOT; from 16 on, in
+ * the summarizing indexes (BRIN) alone when it was HOT but changed a column
+ * one of them reads, which a figure never is (an index on one refuses the
+ * direct path).
+ */
 static void
-insert_index_entries(DirectUpdate *u)
+insert_index_entries(DirectUpdate *u, IndexEntriesNeeded needed)
 {
 	if (u->estate == NULL)
 	{
@@ -347,7 +353,7 @@ insert_index_entries(DirectUpdate *u)
 		ExecOpenIndices(u->rri, false);
 		MemoryContextSwitchTo(old);
 	}
-	(void) ExecInsertIndexTuples(u->rri, u->next, u->estate, true, false, NULL, NIL);
+	(void) insert_index_entries_for_update(u->rri, u->next, u->estate, needed);
 	ResetPerTupleExprContext(u->estate);
 }
 
@@ -393,7 +399,7 @@ update_add(DirectUpdate *u, int64 key, const PatronDelta *d, int64 *group)
 		TM_Result	result;
 		TM_FailureData tmfd;
 		LockTupleMode lockmode;
-		bool		update_indexes;
+		IndexEntriesNeeded needed;
 		ItemPointerData tid;
 
 		/* the new version: the old one, figures added */
@@ -434,12 +440,12 @@ update_add(DirectUpdate *u, int64 key, const PatronDelta *d, int64 *group)
 
 		tid = u->found->tts_tid;
 		result = table_tuple_update(u->rel, &tid, u->next, u->cid, u->snapshot, InvalidSnapshot,
-									true, &tmfd, &lockmode, &update_indexes);
+									true, &tmfd, &lockmode, &needed);
 		switch (result)
 		{
 			case TM_Ok:
-				if (update_indexes)
-					insert_index_entries(u);
+				if (NEEDS_INDEX_ENTRIES(needed))
+					insert_index_entries(u, needed);
 				if (group)
 				{
 					int			g = t->group - 1;
