@@ -7,14 +7,17 @@ package Soak;
 use strict;
 use warnings;
 
+use Cwd qw(abs_path);
 use Exporter 'import';
+use File::Basename qw(dirname);
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
 our @EXPORT = qw(soak_node soak_setup soak_command soak_report soak_deadlocks soak_table);
 
-my $dir = "$ENV{TESTDIR}/test/soak";
+# this module's folder, with the SQL scripts (PGXS sets TESTDIR only before 17)
+my $dir = dirname(abs_path(__FILE__));
 
 # Operations and their weights (per cent of the transactions started).
 our @SCRIPTS = (

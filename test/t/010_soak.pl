@@ -20,7 +20,8 @@
 use strict;
 use warnings;
 
-use lib "$ENV{TESTDIR}/test/soak";
+use FindBin;
+use lib "$FindBin::RealBin/../soak";
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
