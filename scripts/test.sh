@@ -48,11 +48,12 @@ set +e
 
 PGXS_ARGS=(with_llvm=no PG_CONFIG=$PGBIN/pg_config)
 
-# Count pg_regress / isolation results: "test NAME ... ok|FAILED".
+# Count pg_regress / isolation results: "test NAME ... ok|FAILED" up to 15,
+# "ok N - NAME" / "not ok N - NAME" (TAP) from 16 on.
 count_regress() {
     local log=$1 ok bad
-    ok=$(grep -cE '^(test| ) *[^ ]+ +\.\.\. ok' "$log")
-    bad=$(grep -cE '^(test| ) *[^ ]+ +\.\.\. FAILED' "$log")
+    ok=$(grep -cE '^(test| ) *[^ ]+ +\.\.\. ok|^ok [0-9]+ ' "$log")
+    bad=$(grep -cE '^(test| ) *[^ ]+ +\.\.\. FAILED|^not ok [0-9]+ ' "$log")
     passed=$((passed + ok)); failed=$((failed + bad))
 }
 
@@ -64,13 +65,13 @@ run_suite() {
         PATRON_GROUP_RELEASES="$PATRON_GROUP_RELEASES" \
         make -C "$BUILD_DIR" installcheck "${PGXS_ARGS[@]}" "$@" >"$log" 2>&1
     local rc=$?
-    grep -E '\.\.\. |tests? (passed|failed)|^t/|^test/t|Result:|Failed|Dubious|not ok' "$log" | sed 's/^/  /'
+    grep -E '\.\.\. |tests? (passed|failed)|^(not )?ok [0-9]+ |^t/|^test/t|Result:|Failed|Dubious|not ok' "$log" | sed 's/^/  /'
     if [ $rc -ne 0 ]; then
         status=1
         for f in "$BUILD_DIR"/regression.diffs "$BUILD_DIR"/output_iso/regression.diffs; do
             [ -s "$f" ] && { echo "---- $f"; head -n 200 "$f"; }
         done
-        grep -qE '\.\.\. |^test/t' "$log" || { echo "---- $name log"; tail -n 60 "$log"; }
+        grep -qE '\.\.\. |^(not )?ok [0-9]+ |^test/t' "$log" || { echo "---- $name log"; tail -n 60 "$log"; }
     fi
     return $rc
 }
@@ -78,12 +79,12 @@ run_suite() {
 run_suite regress ISOLATION= TAP_TESTS=
 rc=$?
 count_regress "$WORK/regress.log"
-[ $rc -ne 0 ] && ! grep -q 'FAILED' "$WORK/regress.log" && failed=$((failed + 1))
+[ $rc -ne 0 ] && ! grep -qE 'FAILED|^not ok [0-9]+ ' "$WORK/regress.log" && failed=$((failed + 1))
 
 run_suite isolation REGRESS= TAP_TESTS=
 rc=$?
 count_regress "$WORK/isolation.log"
-[ $rc -ne 0 ] && ! grep -q 'FAILED' "$WORK/isolation.log" && failed=$((failed + 1))
+[ $rc -ne 0 ] && ! grep -qE 'FAILED|^not ok [0-9]+ ' "$WORK/isolation.log" && failed=$((failed + 1))
 
 # TAP: one count per test file
 run_suite tap REGRESS= ISOLATION=
