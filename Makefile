@@ -1,7 +1,8 @@
 # patron_group: PGXS build, tests and demo.
 #
 #   make demo          sample library + the seed's scenario on a throwaway server
-#   make test          every test suite on a throwaway server (installs what it needs)
+#   make test          every test suite on a throwaway server (installs what it needs);
+#                      PG_MAJOR=17 for another installed major
 #   make bench         the benchmarks of BENCHMARKS.md
 #   make soak          the soak test at length (SOAK_SECONDS, default 600)
 #   make fuzz          fuzz the barcode normalizer (FUZZ_SECONDS, default 120)
@@ -60,8 +61,9 @@ sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql $(EXTENSION).control
 demo:
 	@bash scripts/demo.sh
 
+# PG_MAJOR=NN: against that installed major instead of 15
 test:
-	@bash scripts/test.sh
+	@PG_MAJOR='$(PG_MAJOR)' bash scripts/test.sh
 
 # benchmarks (not part of make test); SCALE=10 for ten times the data
 bench:

@@ -4,7 +4,13 @@
 
 set -euo pipefail
 
-PG_MAJOR=15
+# The PostgreSQL major to build and test against: 15 (Debian bookworm's)
+# unless PG_MAJOR says another (make test PG_MAJOR=17).
+PG_MAJOR=${PG_MAJOR:-15}
+case $PG_MAJOR in
+    [0-9][0-9]) ;;
+    *) echo "PG_MAJOR must be a major version number such as 17, not '$PG_MAJOR'" >&2; exit 2 ;;
+esac
 # PGBIN may point at another installation of the same major version
 PGBIN=${PGBIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
