@@ -35,6 +35,17 @@ as_user() {
     fi
 }
 
+# A JDK for pgJDBC: OpenJDK 17 where the Debian release has it (bookworm),
+# the release's default JDK elsewhere (trixie and forky have no 17).
+jdk_package() {
+    if dpkg-query -W -f='${Status}' openjdk-17-jdk-headless 2>/dev/null | grep -q 'install ok installed' ||
+       apt-cache show openjdk-17-jdk-headless >/dev/null 2>&1; then
+        echo openjdk-17-jdk-headless
+    else
+        echo default-jdk-headless
+    fi
+}
+
 # Debian packages, the development package pinned to the installed server.
 ensure_packages() {
     local want=(postgresql-$PG_MAJOR postgresql-client-$PG_MAJOR
@@ -47,7 +58,7 @@ ensure_packages() {
                 # test/t/050_drivers.pl: the drivers a catalogue, a desk and a
                 # reporting tool use (node-postgres comes from npm at test time)
                 python3-psycopg2 python3-psycopg python3-pyodbc odbc-postgresql unixodbc
-                libpostgresql-jdbc-java openjdk-17-jdk-headless nodejs)
+                libpostgresql-jdbc-java "$(jdk_package)" nodejs)
     local missing=() p
     for p in "${want[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
