@@ -48,7 +48,9 @@ PACKAGES=("postgresql-$MAJOR" "postgresql-server-dev-$MAJOR" "postgresql-client-
           libicu-dev make gcc pkg-config
           libipc-run-perl   # TAP tests
           libdbd-pg-perl    # TAP tests: bind parameters
-          git ca-certificates)
+          git ca-certificates
+          openssl           # the demo's token proof
+          pgbouncer)        # test/t/040_pgbouncer.pl
 TEST_USER=pgtester
 
 # The host's Debian mirror: the first URI of a source for the main archive

@@ -29,12 +29,16 @@ if ! build_and_install "$WORK"; then
     finish
 fi
 # The released versions' trees, for the upgrade test to build their
-# libraries (as root: the clone may belong to another user than the tests)
+# libraries (as root: the clone may belong to another user than the tests),
+# from git or from PATRON_GROUP_RELEASED_TREES/<version>
 export PATRON_GROUP_RELEASES=$WORK/releases
 mkdir -p "$PATRON_GROUP_RELEASES"
 while read -r version commit; do
     case $version in ''|\#*) continue ;; esac
-    if git -C "$TOP" cat-file -e "$commit^{commit}" 2>/dev/null; then
+    if [ -n "${PATRON_GROUP_RELEASED_TREES:-}" ] && [ -d "$PATRON_GROUP_RELEASED_TREES/$version" ]; then
+        # exported already, where this tree has no clone (scripts/test_major.sh)
+        cp -a "$PATRON_GROUP_RELEASED_TREES/$version" "$PATRON_GROUP_RELEASES/$version"
+    elif git -C "$TOP" cat-file -e "$commit^{commit}" 2>/dev/null; then
         mkdir -p "$PATRON_GROUP_RELEASES/$version"
         git -C "$TOP" archive "$commit" | tar -x -C "$PATRON_GROUP_RELEASES/$version"
     else
