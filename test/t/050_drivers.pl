@@ -228,6 +228,13 @@ if ($pgbouncer)
 {
 	my $dir = PostgreSQL::Test::Utils::tempdir;
 	$bport = PostgreSQL::Test::Cluster::get_free_port();
+	# pgbouncer 1.21 on tracks protocol-level prepared statements (on by
+	# default from 1.22), where psqlODBC 17 reusing a statement's name fails
+	# with "prepared statement name is already in use"; off, every version
+	# pools as 1.18 (Debian 12's) does, and 1.18 knows no such setting.
+	my ($bmajor, $bminor) = (`'$pgbouncer' --version 2>/dev/null` // '') =~ /(\d+)\.(\d+)/;
+	my $prepared = defined $bminor && ($bmajor > 1 || $bminor >= 21)
+	  ? "max_prepared_statements = 0\n" : '';
 	my ($host, $port) = ($node->host, $node->port);
 	append_to_file("$dir/userlist.txt", qq{"opac" ""\n"staff" ""\n"reporter" ""\n});
 	append_to_file(
@@ -237,7 +244,7 @@ library = host=$host port=$port dbname=library
 
 [pgbouncer]
 pool_mode = transaction
-listen_addr = 127.0.0.1
+${prepared}listen_addr = 127.0.0.1
 listen_port = $bport
 unix_socket_dir =
 auth_type = trust
