@@ -52,13 +52,16 @@ source_attachment(Oid source, IlsSource *kind)
 
 		if (a->dropped)
 			continue;
-		*kind = a->via_relid == source ? ILS_VIA : ILS_MAPPING;
-		if (a->mapping == source || a->via_relid == source)
-			return a;
+		if (a->mapping == source)
+			*kind = ILS_MAPPING;
+		else if (a->via_relid == source)
+			*kind = ILS_VIA;
 		/* the patron table, for the primary card column the card table names */
-		*kind = ILS_PRIMARY_CARD;
-		if (a->relid == source && a->kind == MAP_PATRONS && m->cards && m->cards->primary_card_name)
-			return a;
+		else if (a->relid == source && a->kind == MAP_PATRONS && m->cards && m->cards->primary_card_name)
+			*kind = ILS_PRIMARY_CARD;
+		else
+			continue;
+		return a;
 	}
 	ereport(ERROR,
 			(errcode(ERRCODE_UNDEFINED_OBJECT),
